@@ -1,0 +1,1 @@
+"""Thin kopf adapters, one module per resource: they parse, delegate and report."""

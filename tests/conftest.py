@@ -1,0 +1,103 @@
+"""Fixtures: the real control plane and Prometheus for the session, a namespace per test.
+
+Set MC_TEST_KUBECONFIG to run against an existing cluster (kind, say) instead of starting the
+local control plane; Prometheus and its exporter are still started locally."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from kubernetes import client, config
+
+from harness.cluster import LocalCluster
+from harness.controlplane import binaries_dir
+from harness.exporter import Exporter
+from harness.procs import wait_for
+from harness.prometheus import Prometheus
+
+
+@dataclass
+class Env:
+    """What a test needs to reach the cluster and Prometheus."""
+    kubeconfig: Path
+    prometheus_url: str
+    exporter: Exporter
+    prometheus: Prometheus
+    api: client.ApiClient
+
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True,
+                namespace: str | None = None) -> subprocess.CompletedProcess:
+        argv = [kubectl_binary(), f"--kubeconfig={self.kubeconfig}"]
+        if namespace:
+            argv.append(f"--namespace={namespace}")
+        result = subprocess.run([*argv, *args], input=input, capture_output=True, text=True,
+                                timeout=120)
+        if check and result.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n"
+                                 f"{result.stdout}{result.stderr}")
+        return result
+
+
+def kubectl_binary() -> str:
+    built = binaries_dir() / "kubectl"
+    return str(built) if built.exists() else (shutil.which("kubectl") or "kubectl")
+
+
+@pytest.fixture(scope="session")
+def env() -> Iterator[Env]:
+    workdir = Path(tempfile.mkdtemp(prefix="mission-control-test-"))
+    external = os.environ.get("MC_TEST_KUBECONFIG")
+    if external:
+        exporter = Exporter().start()
+        prometheus = Prometheus(workdir / "prometheus", exporter.target).start()
+        try:
+            yield Env(Path(external), prometheus.url, exporter, prometheus,
+                      config.new_client_from_config(external))
+        finally:
+            prometheus.stop()
+            exporter.stop()
+            shutil.rmtree(workdir, ignore_errors=True)
+        return
+    cluster = LocalCluster(workdir).start()
+    try:
+        yield Env(cluster.kubeconfig, cluster.prometheus_url, cluster.exporter,
+                  cluster.prometheus, config.new_client_from_config(str(cluster.kubeconfig)))
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def namespace(env: Env, _describe: None) -> Iterator[str]:
+    """A fresh namespace for one test, deleted afterwards (without waiting for it to go)."""
+    core = client.CoreV1Api(env.api)
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    core.create_namespace({"metadata": {"name": name, "labels": {"mission-control/test": "1"}}})
+    wait_for(lambda: core.read_namespaced_service_account("default", name), timeout=30,
+             what=f"the default ServiceAccount in {name}")
+    yield name
+    core.delete_namespace(name)
+
+
+_ENVIRONMENT: list[str] = []
+
+
+@pytest.fixture(scope="session")
+def _describe(env: Env) -> None:
+    info = client.VersionApi(env.api).get_code()
+    _ENVIRONMENT.append(f"kube-apiserver {info.git_version} at {env.api.configuration.host}")
+    _ENVIRONMENT.append(f"prometheus at {env.prometheus_url}")
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ARG001
+    if _ENVIRONMENT:
+        terminalreporter.write_sep("-", "integration environment")
+        for line in _ENVIRONMENT:
+            terminalreporter.write_line(line)

@@ -1,0 +1,85 @@
+"""The real Prometheus server (Debian's `prometheus` package) on loopback, scraping every
+second: the test exporter, and any target written into its file_sd folder."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .procs import HarnessError, Proc, free_port, wait_for
+
+
+def prometheus_binary() -> str:
+    path = shutil.which("prometheus") or "/usr/bin/prometheus"
+    if not Path(path).exists():
+        raise HarnessError(
+            "prometheus is not installed: `apt-get install -y prometheus` (make test does it)")
+    return path
+
+
+@dataclass
+class Prometheus:
+    workdir: Path
+    exporter_target: str
+    procs: list[Proc] = field(default_factory=list)
+    url: str = ""
+
+    def start(self) -> Prometheus:
+        binary = prometheus_binary()
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "targets").mkdir(exist_ok=True)
+        config = {
+            "global": {"scrape_interval": "1s", "evaluation_interval": "1s",
+                       "scrape_timeout": "1s"},
+            "scrape_configs": [
+                {"job_name": "exporter",
+                 "static_configs": [{"targets": [self.exporter_target]}]},
+                {"job_name": "targets",
+                 "file_sd_configs": [{"files": [str(self.workdir / "targets" / "*.json")],
+                                      "refresh_interval": "1s"}]},
+            ],
+        }
+        config_file = self.workdir / "prometheus.yml"
+        config_file.write_text(yaml.safe_dump(config))
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        proc = Proc("prometheus", [
+            binary, f"--config.file={config_file}",
+            f"--storage.tsdb.path={self.workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--storage.tsdb.retention.time=1d", "--log.level=warn",
+        ], self.workdir / "prometheus.log").start()
+        self.procs.append(proc)
+        try:
+            wait_for(lambda: _ok(f"{self.url}/-/ready"), timeout=60, what="prometheus /-/ready",
+                     alive=proc.check_alive)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def add_target(self, name: str, target: str, labels: dict[str, str] | None = None) -> None:
+        """Scrape another target (the operator's metrics, a demo app) from now on."""
+        path = self.workdir / "targets" / f"{name}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps([{"targets": [target], "labels": labels or {}}]))
+        tmp.rename(path)
+
+    def check_alive(self) -> None:
+        for proc in self.procs:
+            proc.check_alive()
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            proc.stop()
+        self.procs.clear()
+
+
+def _ok(url: str) -> bool:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return response.status == 200
