@@ -3,26 +3,41 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from . import __version__
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .main import run
+    from .main import Options, run
+    from .webhook import WebhookOptions
 
-    return run(
-        namespaces=args.namespace,
-        dry_run=args.dry_run,
-        liveness_port=args.liveness_port,
-        metrics_port=args.metrics_port,
-        verbose=args.verbose,
-    )
+    webhook = None
+    if args.webhook_port:
+        name = "mission-control-freeze" + (f"-{args.instance}" if args.instance else "")
+        webhook = WebhookOptions(port=args.webhook_port, host=args.webhook_host,
+                                 service=args.webhook_service, config_name=name,
+                                 namespaces=tuple(args.namespace))
+    options = Options(
+        namespaces=tuple(args.namespace), dry_run=args.dry_run,
+        prometheus_url=args.prometheus_url, kubeconfig=args.kubeconfig,
+        liveness_port=args.liveness_port, metrics_port=args.metrics_port, webhook=webhook,
+        tick=args.tick, standalone=args.peering is None, priority=args.priority,
+        peering_name=args.peering or "mission-control")
+    return run(options, verbose=args.verbose)
 
 
 def _version(_: argparse.Namespace) -> int:
     print(f"missionctl {__version__}")
     return 0
+
+
+def _render(args: argparse.Namespace) -> int:
+    from .show import render_runbook_command
+
+    return render_runbook_command(args.source, namespace=args.namespace,
+                                  kubeconfig=args.kubeconfig)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -31,18 +46,47 @@ def parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the operator")
     run.add_argument("-n", "--namespace", action="append", default=[],
-                     help="a namespace to watch (repeat; globs allowed); default: all")
+                     help="a namespace to watch (repeat); default: all namespaces")
     run.add_argument("--dry-run", action="store_true",
                      help="treat every policy as dryRun: record planned steps, change nothing")
+    run.add_argument("--prometheus-url", default=os.environ.get("PROMETHEUS_URL"),
+                     help="the Prometheus to query (default: $PROMETHEUS_URL); without it, "
+                          "every PromQL signal is unknown")
+    run.add_argument("--kubeconfig", default=None,
+                     help="default: in-cluster credentials, else $KUBECONFIG")
     run.add_argument("--liveness-port", type=int, default=8080,
-                     help="serve kopf's liveness probe at http://0.0.0.0:PORT/healthz (0: off)")
+                     help="serve kopf's liveness probe at :PORT/healthz (0: off)")
     run.add_argument("--metrics-port", type=int, default=9090,
-                     help="serve Prometheus metrics at http://0.0.0.0:PORT/metrics (0: off)")
+                     help="serve Prometheus metrics at :PORT/metrics (0: off)")
+    run.add_argument("--webhook-port", type=int, default=9443,
+                     help="serve the deploy-freeze admission webhook on PORT (0: no freeze "
+                          "enforcement)")
+    run.add_argument("--webhook-host", default="127.0.0.1",
+                     help="the address the API server calls the webhook at (URL mode)")
+    run.add_argument("--webhook-service", default=None, metavar="NAMESPACE/NAME",
+                     help="reach the webhook through this Service instead of a URL")
+    run.add_argument("--instance", default="",
+                     help="a suffix for cluster-wide names (the webhook configuration), so "
+                          "several operators can share a cluster")
+    run.add_argument("--tick", type=float, default=2.0,
+                     help="seconds between rounds of each open incident")
+    run.add_argument("--peering", default=None, metavar="NAME",
+                     help="run as one of several replicas with kopf peering NAME")
+    run.add_argument("--priority", type=int, default=0,
+                     help="peering priority (replicas need distinct priorities)")
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     run.set_defaults(func=_run)
 
     version = sub.add_parser("version", help="print the version")
     version.set_defaults(func=_version)
+
+    runbook = sub.add_parser("runbook", help="runbook tools")
+    runbook_sub = runbook.add_subparsers(dest="runbook_command", required=True)
+    render = runbook_sub.add_parser("render", help="print a runbook as Markdown")
+    render.add_argument("source", help="a Runbook YAML file, or the name of a Runbook")
+    render.add_argument("-n", "--namespace", default="default")
+    render.add_argument("--kubeconfig", default=None)
+    render.set_defaults(func=_render)
     return top
 
 

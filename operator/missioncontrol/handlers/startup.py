@@ -2,20 +2,33 @@
 
 from __future__ import annotations
 
+import logging
+
 import kopf
 
-from .. import GROUP
+from .. import GROUP, webhook
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, **_: object) -> None:
+async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo,
+                    logger: logging.Logger, **_: object) -> None:
     # Handler progress in annotations (kopf's default), under our own prefix.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration")
     settings.persistence.finalizer = f"{GROUP}/finalizer"
-    settings.peering.standalone = True
-    settings.posting.level = 20  # INFO and above become Kubernetes events
+    settings.posting.level = logging.INFO   # INFO and above also become Kubernetes events
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 30
+    # Peering: kopf's own (no Lease); HA replicas need distinct --priority values.
+    settings.peering.standalone = memo.options.standalone
+    settings.peering.priority = memo.options.priority
+    settings.peering.name = memo.options.peering_name
+    settings.peering.clusterwide = not memo.options.namespaces
+    if memo.options.webhook is not None:
+        certs = webhook.make_certificates(memo.options.webhook)
+        settings.admission.server = webhook.server(memo.options.webhook, certs)
+        settings.admission.managed = None   # we manage the configuration: see webhook.py
+        await webhook.install(memo.kube, memo.options.webhook, certs.ca)
+        logger.info("freeze webhook %s installed", memo.options.webhook.config_name)

@@ -1,0 +1,46 @@
+"""Flags in a ConfigMap the application reads: safe-mode cache, idempotency checks, read
+routing to replicas, a retry rate limit. Each key's previous value is recorded for undo."""
+
+from __future__ import annotations
+
+from ..incident import Change
+from ..kube import ApiException
+from ..model import ConfigValue, SetFlags, Step
+from .base import StepContext, StepResult
+
+
+async def set_flags(ctx: StepContext, step: Step) -> StepResult:
+    params: SetFlags = step.params
+    return await _set(ctx, params.config_map, dict(params.flags))
+
+
+async def route_reads_to_replica(ctx: StepContext, step: Step) -> StepResult:
+    params: ConfigValue = step.params
+    return await _set(ctx, params.config_map, {params.key: params.value})
+
+
+async def rate_limit(ctx: StepContext, step: Step) -> StepResult:
+    params: ConfigValue = step.params
+    return await _set(ctx, params.config_map, {params.key: params.value})
+
+
+async def _set(ctx: StepContext, config_map: str, values: dict[str, str]) -> StepResult:
+    namespace, _ = ctx.target
+    try:
+        current = await ctx.kube.json(ctx.kube.core.read_namespaced_config_map, config_map,
+                                      namespace)
+        data = current.get("data") or {}
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        return StepResult.failed(f"ConfigMap {namespace}/{config_map} does not exist")
+    changes = tuple(Change("ConfigMap", config_map, f"data[{k}]", data.get(k), v, namespace)
+                    for k, v in values.items() if data.get(k) != v)
+    shown = ", ".join(f"{k}={v}" for k, v in values.items())
+    if not changes:
+        return StepResult.ok(f"{config_map} already has {shown}")
+    if ctx.dry_run:
+        return StepResult.planned(f"would set {shown} in ConfigMap {config_map}", changes=changes)
+    await ctx.kube.call(ctx.kube.core.patch_namespaced_config_map, config_map, namespace,
+                        {"data": values})
+    return StepResult.ok(f"set {shown} in ConfigMap {config_map}", changes=changes)

@@ -1,0 +1,24 @@
+"""Notify: page the roles a step names, through the ServiceOwnership map."""
+
+from __future__ import annotations
+
+from ..model import Notify, Step
+from .base import StepContext, StepResult
+
+
+async def notify(ctx: StepContext, step: Step) -> StepResult:
+    params: Notify = step.params
+    summary = params.message or ctx.incident["spec"].get("summary", "")
+    pages = await ctx.page(params.roles, "page", summary)
+    sent = [p for p in ctx.status.pages if p.role in params.roles] + list(pages)
+    delivered = sorted({f"{p.role} ({p.contact})" for p in sent if p.outcome == "delivered"})
+    planned = sorted({f"{p.role} ({p.contact})" for p in sent if p.outcome == "planned"})
+    failed = sorted({f"{p.role}: {p.error}" for p in pages if p.outcome == "failed"})
+    if ctx.dry_run:
+        return StepResult.planned(f"would page {', '.join(planned) or 'nobody'}")
+    if failed and not delivered:
+        return StepResult.failed(f"no page delivered: {'; '.join(failed)}")
+    message = f"paged {', '.join(delivered) or 'nobody'}"
+    if failed:
+        message += f"; not delivered: {'; '.join(failed)}"
+    return StepResult.ok(message)

@@ -1,0 +1,106 @@
+"""Outcomes from readings: a threshold crossed, a value that rose sharply, a release whose
+pods are not Ready. The readings come from the signal adapters; these functions only judge."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..model import Readiness, RisesSharply, Threshold
+from .outcome import Check, Outcome
+
+
+def _known(value: float | None) -> bool:
+    return value is not None and not math.isnan(value) and not math.isinf(value)
+
+
+def threshold(name: str, detector: Threshold, value: float | None, now: float,
+              error: str = "") -> Check:
+    if not _known(value):
+        why = error or "no data"
+        return Check(name, Outcome.UNKNOWN, now, None, f"{why}: outcome unknown")
+    verdict = Outcome.FAIL if detector.breached(value) else Outcome.PASS
+    return Check(name, verdict, now, value, f"value {value:.4g} (fires {detector.describe()})")
+
+
+def rises_sharply(name: str, detector: RisesSharply, current: float | None,
+                  baseline: float | None, now: float, error: str = "") -> Check:
+    """Sharp rise: at least `min_increase` above the window's lowest value, and at least
+    `factor` times it (a baseline of 0 counts as rising once `min_increase` is passed)."""
+    if not (_known(current) and _known(baseline)):
+        why = error or "no data"
+        return Check(name, Outcome.UNKNOWN, now, None, f"{why}: outcome unknown")
+    increase = current - baseline
+    sharp = increase >= detector.min_increase and (
+        current >= detector.factor * baseline if baseline > 0 else increase > 0)
+    verdict = Outcome.FAIL if sharp else Outcome.PASS
+    return Check(name, verdict, now, current,
+                 f"value {current:.4g}, lowest in window {baseline:.4g} "
+                 f"(fires at x{detector.factor:g} and +{detector.min_increase:g})")
+
+
+@dataclass(frozen=True)
+class PodReading:
+    name: str
+    ready: bool
+    not_ready_since: float   # creation, or the last transition of its Ready condition
+    created: float = 0.0
+
+
+@dataclass(frozen=True)
+class ProbeEvents:
+    """A readiness-probe `Unhealthy` Event of one pod, as the kubelet aggregates it."""
+    pod: str
+    key: str          # the Event's name
+    count: int
+    message: str
+
+
+@dataclass(frozen=True)
+class ReleaseReading:
+    replica_set: str
+    pods: tuple[PodReading, ...]
+    events: tuple[ProbeEvents, ...]
+
+
+def readiness(name: str, detector: Readiness, reading: ReleaseReading | None,
+              seen: dict[str, int], now: float) -> tuple[Check, dict[str, int]]:
+    """One readiness check of a release's pods.
+
+    Fails when a pod of the new ReplicaSet is not Ready beyond the grace period, or when the
+    kubelet reported readiness-probe failures since the last check on pods older than the
+    grace period (counted by the Event's aggregated count, so one Event is never counted
+    twice; a starting pod's probe failures are its start-up, not a failure). Passes when
+    every pod is Ready and no new probe failure appeared. Otherwise (no pods yet, pods still
+    inside their grace period) the outcome is unknown."""
+    if reading is None:
+        return Check(name, Outcome.UNKNOWN, now, None, "no release to check"), seen
+    counts = {e.key: e.count for e in reading.events}
+    started = {p.name for p in reading.pods if now - p.created >= detector.grace_period}
+    new_failures = sum(max(0, e.count - seen.get(e.key, 0)) for e in reading.events
+                       if e.pod in started)
+    late = [p for p in reading.pods
+            if not p.ready and now - p.not_ready_since >= detector.grace_period]
+    total = len(reading.pods)
+    if late or new_failures:
+        parts = []
+        if late:
+            parts.append(f"{len(late)}/{total} pods of {reading.replica_set} not Ready for "
+                         f"more than {detector.grace_period:g}s")
+        if new_failures:
+            sample = next(e.message for e in reading.events
+                          if e.pod in started and e.count > seen.get(e.key, 0))
+            plural = "s" if new_failures != 1 else ""
+            parts.append(f"{new_failures} readiness-probe failure{plural} since the last "
+                         f"check ({sample})")
+        return Check(name, Outcome.FAIL, now, float(len(late)), "; ".join(parts)), counts
+    if total and all(p.ready for p in reading.pods):
+        return Check(name, Outcome.PASS, now, 0.0,
+                     f"{total}/{total} pods of {reading.replica_set} Ready"), counts
+    if not total:
+        return Check(name, Outcome.UNKNOWN, now, None,
+                     f"{reading.replica_set} has no pods yet"), counts
+    waiting = sum(1 for p in reading.pods if not p.ready)
+    return Check(name, Outcome.UNKNOWN, now, None,
+                 f"{waiting}/{total} pods of {reading.replica_set} not Ready yet, "
+                 f"within the {detector.grace_period:g}s grace period"), counts

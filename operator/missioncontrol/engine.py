@@ -1,0 +1,381 @@
+"""Driving one open Incident: its runbook's first-response steps in order, paging, recovery
+against the SLO, escalation. Runs as the Incident's kopf daemon; all its state is in the
+Incident's status, so a restarted operator picks up exactly where the last one stopped.
+
+Steps that change something run one after another, each recorded before and after it runs.
+Steps that only read or tell (blast radius, paging) run beside them and gate nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from . import incident as inc
+from . import metrics, podtemplate, recovery
+from .actions import EXECUTORS, StepContext, StepResult
+from .actions import freeze as freezing
+from .detect.release import TargetState
+from .guard import Context as GuardContext
+from .guard import find_ownership
+from .kube import ApiException, Kube
+from .model import Ownership, Policy, Runbook, Step, effective_runbook
+from .notifiers import DEFAULT_POLICY
+from .notifiers import Policy as DeliveryPolicy
+from .paging import Brief, page_roles
+from .parse import ModelError
+from .records import from_dict, to_dict
+from .signals.kubernetes import rolled_out
+from .signals.prometheus import Prometheus
+from .timeutil import Clock
+
+log = logging.getLogger(__name__)
+EventPoster = Callable[[dict, str, str, str], None]   # (body, type, reason, message)
+STEP_TIMEOUT = 120.0
+
+
+@dataclass
+class Engine:
+    kube: Kube
+    prometheus: Prometheus | None
+    clock: Clock
+    post_event: EventPoster
+    force_dry_run: bool = False
+    tick: float = 2.0
+    delivery: DeliveryPolicy = DEFAULT_POLICY
+
+
+@dataclass
+class Loaded:
+    runbook: Runbook
+    policy: Policy | None
+    ownership: Ownership | None
+    deployment: dict | None
+
+
+class Run:
+    """One incident being driven. All status changes go through `apply`, one at a time."""
+
+    def __init__(self, engine: Engine, body: dict) -> None:
+        self.e = engine
+        self.body = body
+        self.status: inc.IncidentStatus = from_dict(inc.IncidentStatus, body.get("status"))
+        self.committed = to_dict(self.status)
+        self.lock = asyncio.Lock()
+        self.tasks: dict[str, asyncio.Task] = {}
+
+    # -- status ------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.body["metadata"]["name"]
+
+    @property
+    def namespace(self) -> str:
+        return self.body["metadata"]["namespace"]
+
+    @property
+    def dry_run(self) -> bool:
+        return self.status.mode == "dryRun" or self.e.force_dry_run
+
+    async def apply(self, change: Callable[[inc.IncidentStatus], inc.IncidentStatus]) -> None:
+        async with self.lock:
+            before = self.status
+            self.status = change(self.status)
+            await self._commit(before)
+
+    async def _commit(self, before: inc.IncidentStatus) -> None:
+        self.status = replace(self.status, slo=inc.slo_status(self.status, self.e.clock())[0])
+        data = to_dict(self.status)
+        if data == self.committed:
+            return
+        await self.e.kube.patch_status("Incident", self.namespace, self.name, data)
+        self.committed = data
+        seen = len(before.timeline)
+        for entry in self.status.timeline[seen:] if len(self.status.timeline) > seen else ():
+            kind = "Warning" if entry.type in ("Failed", "Escalated", "SLOBreached") else "Normal"
+            self.e.post_event(self.body, kind, entry.type, entry.message)
+
+    # -- the loop -----------------------------------------------------------------------------
+    async def drive(self, stopped: Any, latest: Callable[[], dict]) -> None:
+        try:
+            while not stopped:
+                self.body = latest()
+                try:
+                    wait = await self.round()
+                except ApiException as exc:
+                    log.warning("incident %s/%s: API error %s, retrying", self.namespace,
+                                self.name, exc.status)
+                    wait = self.e.tick
+                if not self.status.open:
+                    return
+                await stopped.wait(wait)
+        finally:
+            for task in self.tasks.values():
+                task.cancel()
+
+    async def round(self) -> float:
+        loaded = await self.load()
+        if isinstance(loaded, str):
+            await self.apply(lambda s: inc.note(s, self.e.clock(), "Failed", loaded)
+                             if not s.timeline or s.timeline[-1].message != loaded else s)
+            return 30.0
+        runbook = loaded.runbook
+        now = self.e.clock()
+        if self.status.phase == inc.DETECTED and not self.dry_run:
+            await self.apply(lambda s: inc.move(s, now, inc.MITIGATING,
+                                                f"running {runbook.id} first response"))
+        self.start_background("page:initial", self.page_initial(loaded))
+        await self.run_steps(loaded)
+        await self.track(loaded)
+        return self.e.tick
+
+    async def load(self) -> Loaded | str:
+        spec = self.body["spec"]
+        kube = self.e.kube
+        runbook_body = await kube.get("Runbook", self.namespace, spec["runbook"]["name"])
+        policy_body = await kube.get("IncidentPolicy", self.namespace, spec.get("policy", ""))
+        if runbook_body is None:
+            for body in await kube.list("IncidentPolicy"):
+                if body["metadata"]["name"] == spec.get("policy"):
+                    policy_body = body
+                    runbook_body = await kube.get("Runbook", body["metadata"]["namespace"],
+                                                  spec["runbook"]["name"])
+                    break
+        if runbook_body is None:
+            return f"runbook {spec['runbook']['name']} not found: cannot run its steps"
+        try:
+            policy = Policy.parse(policy_body) if policy_body else None
+            runbook = Runbook.parse(runbook_body)
+            if policy is not None:
+                runbook = effective_runbook(runbook, policy)
+        except ModelError as exc:
+            return f"cannot run the runbook: {exc}"
+        if spec.get("severity"):
+            runbook = replace(runbook, severity=spec["severity"])
+        target = spec["target"]
+        try:
+            deployment = await kube.json(kube.apps.read_namespaced_deployment, target["name"],
+                                         target["namespace"])
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            deployment = None
+        ownership = None
+        if deployment is not None and policy is not None:
+            ctx = GuardContext(kube, self.e.prometheus, self.e.clock)
+            ownership = await find_ownership(ctx, policy, deployment)
+        return Loaded(runbook, policy, ownership, deployment)
+
+    # -- steps --------------------------------------------------------------------------------
+    async def run_steps(self, loaded: Loaded) -> None:
+        for step in loaded.runbook.steps:
+            record = self.status.step(step.id)
+            if record is None:
+                await self.apply(lambda s, st=step: replace(
+                    s, steps=(*s.steps, inc.StepRecord(st.id, st.action))))
+                record = self.status.step(step.id)
+            if record.state in inc.STEP_DONE:
+                if _blocks(step, record.state):
+                    return   # a failed change holds the rest back; people take over
+                continue
+            if step.read_only:
+                self.start_background(f"step:{step.id}", self.execute(step, loaded))
+                continue
+            await self.execute(step, loaded)
+            if _blocks(step, self.status.step(step.id).state):
+                return
+
+    def start_background(self, key: str, work: Awaitable[None]) -> None:
+        task = self.tasks.get(key)
+        if task is not None:
+            work.close()
+            return
+        self.tasks[key] = asyncio.create_task(work, name=f"{self.name}:{key}")
+
+    async def execute(self, step: Step, loaded: Loaded) -> None:
+        now = self.e.clock()
+        await self.apply(lambda s: inc.update_step(
+            s, step.id, state=inc.RUNNING, started_at=s.step(step.id).started_at or now,
+            attempts=s.step(step.id).attempts + 1))
+        ctx = StepContext(kube=self.e.kube, prometheus=self.e.prometheus, clock=self.e.clock,
+                          incident=self.body, status=self.status, runbook=loaded.runbook,
+                          policy=loaded.policy, dry_run=self.dry_run,
+                          page=lambda roles, kind, summary: self.page(loaded, roles, kind,
+                                                                      summary))
+        try:
+            result = await asyncio.wait_for(EXECUTORS[step.action](ctx, step),
+                                            step.timeout or STEP_TIMEOUT)
+        except TimeoutError:
+            result = StepResult.failed(f"timed out after {step.timeout or STEP_TIMEOUT:g}s")
+        except ApiException as exc:
+            result = StepResult.failed(f"API error {exc.status}: {exc.reason}")
+        except Exception as exc:  # noqa: BLE001 - a step's bug must not kill the incident
+            log.exception("step %s of %s failed", step.id, self.name)
+            result = StepResult.failed(f"{type(exc).__name__}: {exc}")
+        await self.finish(step, result, loaded)
+
+    async def finish(self, step: Step, result: StepResult, loaded: Loaded) -> None:
+        now = self.e.clock()
+        metrics.STEPS.labels(runbook=loaded.runbook.id, action=step.action,
+                             result=result.state).inc()
+
+        def record(s: inc.IncidentStatus) -> inc.IncidentStatus:
+            s = inc.update_step(s, step.id, state=result.state, finished_at=now,
+                                message=result.message[:1000], changes=result.changes)
+            if result.updates:
+                s = replace(s, **result.updates)
+            kind = "Failed" if result.state == inc.STEP_FAILED else f"Step{result.state}"
+            s = inc.note(s, now, kind, f"{step.id} ({step.action}): {result.message}")
+            if _blocks(step, result.state):
+                s = inc.move(s, now, inc.FAILED, f"step {step.id} failed: {result.message}")
+            return s
+
+        await self.apply(record)
+        if loaded.deployment is not None:
+            kind = "Warning" if result.state in (inc.STEP_FAILED, inc.SKIPPED) else "Normal"
+            self.e.post_event(_ref(loaded.deployment), kind, _reason(step.action),
+                              f"incident {self.name}: {result.message}"[:1000])
+        if result.escalate or _blocks(step, result.state):
+            await self.escalate(loaded, f"step:{step.id}", result.escalate or result.message)
+
+    # -- people -------------------------------------------------------------------------------
+    def brief(self, loaded: Loaded) -> Brief:
+        target = self.body["spec"]["target"]
+        return Brief(self.name, self.namespace, loaded.runbook.id, loaded.runbook.title,
+                     f"{target['namespace']}/{target['name']}", loaded.runbook.severity,
+                     self.status.phase)
+
+    async def page(self, loaded: Loaded, roles: tuple[str, ...], kind: str,
+                   summary: str) -> list[inc.Page]:
+        pages = await page_roles(
+            self.e.kube, ownership=loaded.ownership,
+            secrets_namespace=loaded.ownership.namespace if loaded.ownership else self.namespace,
+            roles=roles, brief=self.brief(loaded), kind=kind, summary=summary,
+            already=self.status.pages, now=self.e.clock(), dry_run=self.dry_run,
+            policy=self.e.delivery)
+        if pages:
+            await self.apply(lambda s: replace(s, pages=(*s.pages, *pages)[-inc.LIST_LIMIT:]))
+        return pages
+
+    async def page_initial(self, loaded: Loaded) -> None:
+        roles = loaded.runbook.escalation.page
+        if roles:
+            await self.page(loaded, roles, "page", self.body["spec"].get("summary", ""))
+
+    async def escalate(self, loaded: Loaded, key: str, why: str,
+                       roles: tuple[str, ...] | None = None) -> None:
+        if any(e.after == key for e in self.status.escalations):
+            return
+        escalation = loaded.runbook.escalation
+        if roles is None:
+            roles = escalation.rules[0].page if escalation.rules else escalation.page
+        now = self.e.clock()
+        await self.apply(lambda s: inc.escalate(
+            replace(s, escalations=(*s.escalations, inc.EscalationRecord(key, why, roles, now))),
+            now, "Escalated", f"{why}; paging {', '.join(roles) or 'nobody'}"))
+        self.start_background(f"page:{key}", self.page(loaded, roles, "page",
+                                                       f"escalated: {why}"))
+
+    # -- recovery, SLO, escalation rules, the freeze -------------------------------------------
+    async def track(self, loaded: Loaded) -> None:
+        now = self.e.clock()
+        health = await self.health(loaded)
+        await self.apply(lambda s: recovery.progress(s, loaded.runbook, health, now))
+        slo, breached = inc.slo_status(self.status, now)
+        if breached:
+            await self.apply(lambda s: inc.set_condition(
+                replace(s, slo=slo), now, "SLOBreached", True, "DeadlinePassed",
+                f"not recovered within {loaded.runbook.recovery.slo / 60:g}m"))
+            await self.escalate(loaded, "slo", f"recovery SLO of "
+                                f"{loaded.runbook.recovery.slo / 60:g}m breached")
+        for rule in recovery.due_rules(self.status, loaded.runbook, now):
+            await self.escalate(loaded, recovery.rule_key(rule),
+                                f"{rule.when} after {recovery.rule_key(rule)}", rule.page)
+        await self.verify_rollback(loaded, now)
+        await self.keep_freeze(loaded, now)
+        if self.status.phase == inc.MITIGATED and self.status.mitigated_at == now:
+            metrics.TIME_TO_MITIGATE.labels(runbook=loaded.runbook.id).observe(
+                now - (self.status.detected_at or now))
+        if self.status.phase == inc.RESOLVED:
+            metrics.TIME_TO_RESOLVE.labels(runbook=loaded.runbook.id).observe(
+                now - (self.status.detected_at or now))
+
+    async def health(self, loaded: Loaded) -> recovery.Health:
+        dep = loaded.deployment
+        if dep is None:
+            return recovery.Health(False, False, False)
+        # After our rollback, "healthy" means running the healthy release's template.
+        expected = True
+        rollback = next((s for s in self.status.steps if s.action == "rollback"), None)
+        freeze = self.status.freeze
+        if rollback is not None and rollback.state == inc.SUCCEEDED and freeze \
+                and freeze.allowed_template_hash:
+            expected = podtemplate.fingerprint(dep["spec"]["template"]) \
+                == freeze.allowed_template_hash
+        failing, passing, unknown = await self.condition_outcomes(loaded)
+        return recovery.Health(True, rolled_out(dep), expected, failing, passing, unknown)
+
+    async def condition_outcomes(self, loaded: Loaded) -> tuple[tuple[str, ...], ...]:
+        """The trigger conditions as the policy's guard last checked them on this target."""
+        if loaded.policy is None:
+            return (), (), ()
+        body = await self.e.kube.get("IncidentPolicy", loaded.policy.namespace,
+                                     loaded.policy.name)
+        target = self.body["spec"]["target"]
+        for data in ((body or {}).get("status") or {}).get("targets") or []:
+            if (data.get("namespace"), data.get("name")) == (target["namespace"],
+                                                             target["name"]):
+                state = from_dict(TargetState, data)
+                out: dict[str, list[str]] = {"Fail": [], "Pass": [], "Unknown": []}
+                for name, check in state.checks.items():
+                    out.setdefault(check.last_outcome or "Unknown", []).append(name)
+                return tuple(out["Fail"]), tuple(out["Pass"]), tuple(out["Unknown"])
+        return (), (), ()
+
+    async def verify_rollback(self, loaded: Loaded, now: float) -> None:
+        step = next((s for s in loaded.runbook.steps if s.action == "rollback"), None)
+        record = self.status.step(step.id) if step else None
+        if record is None or record.state != inc.SUCCEEDED or record.finished_at is None:
+            return
+        if self.status.mitigated_at is None and now - record.finished_at > \
+                step.params.verify_within:
+            await self.escalate(loaded, "verify", f"the rollback did not restore service "
+                                f"within {step.params.verify_within / 60:g}m")
+
+    async def keep_freeze(self, loaded: Loaded, now: float) -> None:
+        freeze = self.status.freeze
+        if freeze is None or not freeze.active:
+            return
+        reason = None
+        if self.status.phase == inc.RESOLVED:
+            reason = "the incident is resolved"
+        elif self.body["spec"].get("liftFreeze"):
+            reason = "lifted by hand (spec.liftFreeze)"
+        else:
+            step = next((s for s in loaded.runbook.steps if s.action == "freezeDeployments"),
+                        None)
+            if step and freeze.since and now - freeze.since > step.params.max_duration:
+                reason = f"maxDuration {step.params.max_duration / 60:g}m reached"
+        if reason is None:
+            return
+        lifted = await freezing.lift(self.e.kube, incident=self.name, namespace=self.namespace,
+                                     freeze=freeze, now=now, reason=reason)
+        await self.apply(lambda s: inc.note(replace(s, freeze=lifted), now, "FreezeLifted",
+                                            f"deploy freeze lifted: {reason}"))
+
+
+def _blocks(step: Step, state: str) -> bool:
+    """A failed change stops the runbook (the incident fails and escalates); a failed read
+    or page is recorded and reported but stops nothing."""
+    return state == inc.STEP_FAILED and not step.continue_on_failure and not step.read_only
+
+
+def _ref(body: dict) -> dict:
+    return {"apiVersion": body.get("apiVersion", "apps/v1"),
+            "kind": body.get("kind", "Deployment"), "metadata": body["metadata"]}
+
+
+def _reason(action: str) -> str:
+    return action[:1].upper() + action[1:]

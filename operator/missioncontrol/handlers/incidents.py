@@ -1,0 +1,71 @@
+"""Incident: a daemon drives each open incident (engine.py); closing is a request in spec
+that the API only accepts with action items; an index of active freezes serves the webhook."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+import kopf
+
+from .. import GROUP, VERSION
+from .. import incident as inc
+from ..actions import freeze as freezing
+from ..engine import Run
+from ..records import from_dict, to_dict
+
+
+def _open(status: kopf.Status, **_: object) -> bool:
+    return (status or {}).get("phase") in inc.OPEN_PHASES
+
+
+@kopf.daemon(GROUP, VERSION, "incidents", id="drive", when=_open, cancellation_timeout=10)
+async def drive_incident(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped,
+                         **_: object) -> None:
+    run = Run(memo.engine, _plain(body))
+    await run.drive(stopped, lambda: {**_plain(body), "status": to_dict(run.status)})
+
+
+@kopf.on.field(GROUP, VERSION, "incidents", field="spec.close", new=True)
+async def close_incident(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger,
+                         **_: object) -> None:
+    status = from_dict(inc.IncidentStatus, body.get("status"))
+    if status.phase == inc.CLOSED:
+        return
+    items = body.spec.get("actionItems") or []
+    if not items or not all(i.get("assignee") for i in items):
+        # The API rejects this already; say so here too rather than close silently.
+        kopf.event(body, type="Warning", reason="CloseRefused",
+                   message="closing needs action items, each with an assignee")
+        return
+    now = memo.engine.clock()
+    if status.freeze and status.freeze.active:
+        lifted = await freezing.lift(memo.kube, incident=body.metadata.name,
+                                     namespace=body.metadata.namespace, freeze=status.freeze,
+                                     now=now, reason="the incident is closed")
+        status = replace(status, freeze=lifted)
+    status = inc.move(status, now, inc.CLOSED,
+                      f"closed with {len(items)} action item(s): "
+                      + "; ".join(f"{i['title']} ({i['assignee']})" for i in items))
+    await memo.kube.patch_status("Incident", body.metadata.namespace, body.metadata.name,
+                                 to_dict(status))
+    kopf.event(body, type="Normal", reason="Closed", message="incident closed")
+    logger.info("closed")
+
+
+@kopf.index(GROUP, VERSION, "incidents")
+def freezes(body: kopf.Body, **_: object) -> dict:
+    """Active freezes by object ("Deployment/ns/name" or "Namespace/ns")."""
+    freeze = (body.get("status") or {}).get("freeze") or {}
+    if not freeze.get("active"):
+        return {}
+    entry = {"incident": body.metadata.name, "namespace": body.metadata.namespace,
+             "allowed": freeze.get("allowedTemplateHash"),
+             "toRevision": ((body.get("status") or {}).get("rollback") or {}).get("toRevision")}
+    return {obj: entry for obj in freeze.get("objects") or []}
+
+
+def _plain(body: kopf.Body) -> dict:
+    return {"apiVersion": body.get("apiVersion"), "kind": body.get("kind"),
+            "metadata": dict(body.metadata), "spec": dict(body.spec),
+            "status": dict(body.get("status") or {})}

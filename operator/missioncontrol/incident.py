@@ -1,0 +1,258 @@
+"""The Incident: its status as typed records, and the state machine that moves it.
+
+    Detected -> Mitigating -> Mitigated -> Resolved -> Closed
+                     \\-> Failed (a step failed) -> Mitigated (recovered anyway) ...
+
+`Escalated` is a flag and a condition, not a phase. Pure: every function takes `now`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from . import conditions as conds
+from . import durations
+from .conditions import Condition
+from .records import stamp
+
+DETECTED, MITIGATING, MITIGATED, RESOLVED, FAILED, CLOSED = (
+    "Detected", "Mitigating", "Mitigated", "Resolved", "Failed", "Closed")
+OPEN_PHASES = (DETECTED, MITIGATING, MITIGATED, FAILED)
+TIMELINE_LIMIT = 50       # the newest entries stay in status; all of them go out as Events
+LIST_LIMIT = 40
+
+PENDING, RUNNING, SUCCEEDED, STEP_FAILED, SKIPPED, PLANNED = (
+    "Pending", "Running", "Succeeded", "Failed", "Skipped", "Planned")
+STEP_DONE = (SUCCEEDED, STEP_FAILED, SKIPPED, PLANNED)
+
+
+@dataclass(frozen=True)
+class Change:
+    """One thing a step changed, and what it was before (so recovery can revert it)."""
+    kind: str
+    name: str
+    field: str
+    from_: str | None = None
+    to: str | None = None
+    namespace: str | None = None
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    id: str
+    action: str
+    state: str = PENDING
+    started_at: float | None = stamp()
+    finished_at: float | None = stamp()
+    message: str = ""
+    changes: tuple[Change, ...] = ()
+    attempts: int = 0
+
+
+@dataclass(frozen=True)
+class Evidence:
+    condition: str
+    outcome: str
+    message: str
+    at: float | None = stamp()
+    value: float | None = None
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    at: float | None = stamp()
+    type: str = ""
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class SyntheticResult:
+    name: str
+    url: str
+    ok: bool = False
+    status: int | None = None
+    latency_seconds: float | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class DashboardResult:
+    name: str
+    query: str
+    state: str = "Unknown"     # Ok | NoData | Error
+    value: str | None = None   # a short rendering of the result vector
+
+
+@dataclass(frozen=True)
+class BlastRadius:
+    checked_at: float | None = stamp()
+    synthetic_checks: tuple[SyntheticResult, ...] = ()
+    dashboards: tuple[DashboardResult, ...] = ()
+    summary: str = ""
+
+
+@dataclass(frozen=True)
+class Page:
+    role: str
+    contact: str
+    route: str
+    kind: str = "page"          # page | escalation | acknowledge | resolve
+    at: float | None = stamp()
+    outcome: str = ""           # delivered | failed | planned
+    attempts: int = 0
+    error: str | None = None
+    acknowledged_at: float | None = stamp()
+
+
+@dataclass(frozen=True)
+class Update:
+    at: float | None = stamp()
+    phase: str = ""
+    message: str = ""
+    outcome: str = ""
+    final: bool = False
+
+
+@dataclass(frozen=True)
+class Freeze:
+    active: bool = False
+    scope: str = ""
+    since: float | None = stamp()
+    lifted_at: float | None = stamp()
+    reason: str = ""
+    objects: tuple[str, ...] = ()           # "Deployment/ns/name" or "Namespace/ns"
+    allowed_template_hash: str | None = None
+
+
+@dataclass(frozen=True)
+class RollbackRecord:
+    from_revision: int | None = None
+    to_revision: int | None = None
+    to_replica_set: str | None = None
+    from_replica_set: str | None = None
+    at: float | None = stamp()
+
+
+@dataclass(frozen=True)
+class Slo:
+    deadline: float | None = stamp()
+    breached: bool = False
+    status: str = ""
+
+
+@dataclass(frozen=True)
+class Channel:
+    name: str = ""
+    announced_at: float | None = stamp()
+    outcome: str = ""
+
+
+@dataclass(frozen=True)
+class EscalationRecord:
+    after: str
+    when: str
+    roles: tuple[str, ...] = ()
+    at: float | None = stamp()
+
+
+@dataclass(frozen=True)
+class IncidentStatus:
+    phase: str = DETECTED
+    reason: str = ""
+    mode: str = "enforce"
+    detected_at: float | None = stamp()
+    mitigating_at: float | None = stamp()
+    mitigated_at: float | None = stamp()
+    resolved_at: float | None = stamp()
+    closed_at: float | None = stamp()
+    healthy_since: float | None = stamp()
+    escalated: bool = False
+    slo: Slo = field(default_factory=Slo)
+    conditions: tuple[Condition, ...] = ()
+    evidence: tuple[Evidence, ...] = ()
+    steps: tuple[StepRecord, ...] = ()
+    blast_radius: BlastRadius | None = None
+    pages: tuple[Page, ...] = ()
+    updates: tuple[Update, ...] = ()
+    channel: Channel | None = None
+    escalations: tuple[EscalationRecord, ...] = ()
+    freeze: Freeze | None = None
+    rollback: RollbackRecord | None = None
+    timeline: tuple[TimelineEntry, ...] = ()
+    observed_generation: int | None = None
+
+    # -- reading ----------------------------------------------------------------------------
+    @property
+    def open(self) -> bool:
+        return self.phase in OPEN_PHASES
+
+    def step(self, step_id: str) -> StepRecord | None:
+        return next((s for s in self.steps if s.id == step_id), None)
+
+    def condition(self, kind: str) -> Condition | None:
+        return conds.get(self.conditions, kind)
+
+
+# -- writing: each returns a new status and adds to the timeline ------------------------------
+def note(status: IncidentStatus, now: float, kind: str, message: str) -> IncidentStatus:
+    entry = TimelineEntry(now, kind, message[:500])
+    return replace(status, timeline=(*status.timeline, entry)[-TIMELINE_LIMIT:])
+
+
+def set_condition(status: IncidentStatus, now: float, kind: str, value: bool, reason: str,
+                  message: str = "") -> IncidentStatus:
+    return replace(status, conditions=conds.put(status.conditions, now, kind, value, reason,
+                                                message))
+
+
+def opened(*, now: float, mode: str, slo: float, evidence: tuple[Evidence, ...],
+           steps: tuple[tuple[str, str], ...], reason: str) -> IncidentStatus:
+    status = IncidentStatus(phase=DETECTED, reason=reason, mode=mode, detected_at=now,
+                            slo=Slo(deadline=now + slo), evidence=evidence,
+                            steps=tuple(StepRecord(i, a) for i, a in steps))
+    status = set_condition(status, now, "Active", True, "Detected", reason)
+    return note(status, now, "Detected", reason)
+
+
+def move(status: IncidentStatus, now: float, phase: str, message: str) -> IncidentStatus:
+    if status.phase == phase:
+        return status
+    stamps = {MITIGATING: "mitigating_at", MITIGATED: "mitigated_at", RESOLVED: "resolved_at",
+              CLOSED: "closed_at"}
+    changes = {"phase": phase}
+    if phase in stamps and getattr(status, stamps[phase]) is None:
+        changes[stamps[phase]] = now
+    status = replace(status, **changes)
+    if phase == MITIGATED:
+        status = set_condition(status, now, "Mitigated", True, "Mitigated", message)
+    if phase in (RESOLVED, CLOSED):
+        status = set_condition(status, now, "Active", False, phase, message)
+        status = set_condition(status, now, "Resolved", True, phase, message)
+    return note(status, now, phase, message)
+
+
+def update_step(status: IncidentStatus, step_id: str, **changes: object) -> IncidentStatus:
+    steps = tuple(replace(s, **changes) if s.id == step_id else s for s in status.steps)
+    return replace(status, steps=steps)
+
+
+def escalate(status: IncidentStatus, now: float, reason: str, message: str) -> IncidentStatus:
+    status = replace(status, escalated=True)
+    status = set_condition(status, now, "Escalated", True, reason, message)
+    return note(status, now, "Escalated", message)
+
+
+def slo_status(status: IncidentStatus, now: float) -> tuple[Slo, bool]:
+    """The SLO column and whether it has just been breached. Met when recovery came first."""
+    slo = status.slo
+    if slo.deadline is None:
+        return slo, False
+    recovered = status.resolved_at
+    if recovered is not None:
+        late = recovered > slo.deadline
+        # A breach first noticed at a late resolution is still news.
+        return replace(slo, status="breached" if late else "met", breached=late), \
+            late and not slo.breached
+    if now >= slo.deadline:
+        newly = not slo.breached
+        return replace(slo, breached=True, status="breached"), newly
+    return replace(slo, status=f"{durations.format(slo.deadline - now)} left"), False

@@ -1,0 +1,603 @@
+"""The typed model of Mission Control's resources: Runbook, IncidentPolicy, ServiceOwnership.
+
+Handlers parse a resource body once, here; the core only ever sees these objects.
+A resource the CRD schema let through but that still cannot work raises `ModelError`,
+naming the field."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .parse import ModelError, Reader
+
+SEVERITIES = ("SEV1", "SEV2", "SEV3", "SEV4")
+ROLES = ("release-owner", "oncall-backend", "platform-lead", "integration-owner",
+         "incident-commander", "stakeholders")
+MODES = ("enforce", "dryRun")
+ROUTE_TYPES = ("PagerDuty", "Slack", "Webhook")
+ACTIONS = ("freezeDeployments", "assessBlastRadius", "rollback", "routeReadsToReplica",
+           "setFlags", "rateLimit", "pauseConsumers", "replaySample", "identifySlowQueries",
+           "notify")
+WHEN = ("Always", "NotMitigated", "NotRecovered", "SLOBreached")
+DEFAULT_CADENCE = {"SEV1": 15 * 60.0, "SEV2": 30 * 60.0, "SEV3": 3600.0, "SEV4": 4 * 3600.0}
+
+
+# -- shared pieces ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SecretRef:
+    name: str
+    key: str
+
+    @classmethod
+    def parse(cls, r: Reader) -> SecretRef:
+        return cls(name=r.str("name"), key=r.str("key"))
+
+
+@dataclass(frozen=True)
+class Route:
+    type: str
+    secret: SecretRef
+    url: str | None = None
+
+    @classmethod
+    def parse(cls, r: Reader) -> Route:
+        return cls(type=r.str("type", choices=ROUTE_TYPES),
+                   secret=SecretRef.parse(r.obj("secretRef")), url=r.str("url", None))
+
+
+@dataclass(frozen=True)
+class LabelSelector:
+    match_labels: tuple[tuple[str, str], ...] = ()
+    match_expressions: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
+
+    @classmethod
+    def parse(cls, r: Reader) -> LabelSelector:
+        expressions = tuple(
+            (e.str("key"), e.str("operator", choices=("In", "NotIn", "Exists", "DoesNotExist")),
+             e.strings("values"))
+            for e in r.items("matchExpressions"))
+        return cls(tuple(sorted(r.mapping("matchLabels").items())), expressions)
+
+    def matches(self, labels: dict[str, str] | None) -> bool:
+        labels = labels or {}
+        if any(labels.get(k) != v for k, v in self.match_labels):
+            return False
+        for key, op, values in self.match_expressions:
+            present = key in labels
+            if op == "In" and (not present or labels[key] not in values):
+                return False
+            if op == "NotIn" and present and labels[key] in values:
+                return False
+            if op == "Exists" and not present:
+                return False
+            if op == "DoesNotExist" and present:
+                return False
+        return True
+
+    def to_query(self) -> str:
+        """The selector as the API's `labelSelector` query parameter."""
+        parts = [f"{k}={v}" for k, v in self.match_labels]
+        for key, op, values in self.match_expressions:
+            if op == "In":
+                parts.append(f"{key} in ({','.join(values)})")
+            elif op == "NotIn":
+                parts.append(f"{key} notin ({','.join(values)})")
+            elif op == "Exists":
+                parts.append(key)
+            else:
+                parts.append(f"!{key}")
+        return ",".join(parts)
+
+
+# -- detectors --------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Readiness:
+    consecutive_failures: int = 3
+    interval: float = 10.0
+    grace_period: float = 30.0
+    kind = "readiness"
+
+
+@dataclass(frozen=True)
+class Threshold:
+    query: str
+    above: float | None = None
+    below: float | None = None
+    sustain: float | None = None           # `for`: failing continuously this long
+    consecutive_failures: int | None = None
+    interval: float = 30.0
+    kind = "threshold"
+
+    def breached(self, value: float) -> bool:
+        return value > self.above if self.above is not None else value < self.below
+
+    def describe(self) -> str:
+        return f"> {self.above:g}" if self.above is not None else f"< {self.below:g}"
+
+
+@dataclass(frozen=True)
+class RisesSharply:
+    query: str
+    window: float
+    factor: float
+    min_increase: float = 0.0
+    interval: float = 30.0
+    kind = "risesSharply"
+
+
+Detector = Readiness | Threshold | RisesSharply
+
+
+@dataclass(frozen=True)
+class Condition:
+    name: str
+    detector: Detector
+    description: str = ""
+
+    @property
+    def interval(self) -> float:
+        return self.detector.interval
+
+    @classmethod
+    def parse(cls, r: Reader) -> Condition:
+        kinds = [k for k in ("readiness", "threshold", "risesSharply") if r.has(k)]
+        if len(kinds) != 1:
+            raise ModelError(r.path, "set exactly one of readiness, threshold, risesSharply")
+        d = r.obj(kinds[0])
+        detector: Detector
+        if kinds[0] == "readiness":
+            detector = Readiness(d.int("consecutiveFailures", 3, minimum=1),
+                                 d.duration("interval", 10.0), d.duration("gracePeriod", 30.0))
+        elif kinds[0] == "threshold":
+            above, below = d.float("above", None), d.float("below", None)
+            if (above is None) == (below is None):
+                raise ModelError(d.path, "set exactly one of above, below")
+            sustain = d.duration("for", None)
+            consecutive = d.int("consecutiveFailures", None, minimum=1)
+            detector = Threshold(d.str("query"), above, below, sustain,
+                                 consecutive if consecutive or sustain else 1,
+                                 d.duration("interval", 30.0))
+        else:
+            factor = d.float("factor")
+            if factor <= 1:
+                raise ModelError(f"{d.path}.factor", f"must be greater than 1, got {factor:g}")
+            detector = RisesSharply(d.str("query"), d.duration("window"), factor,
+                                    d.float("minIncrease", 0.0), d.duration("interval", 30.0))
+        return cls(name=r.str("name"), detector=detector, description=r.str("description", ""))
+
+
+@dataclass(frozen=True)
+class Trigger:
+    conditions: tuple[Condition, ...]
+    after_release_window: float | None = None
+
+    def condition(self, name: str) -> Condition | None:
+        return next((c for c in self.conditions if c.name == name), None)
+
+
+# -- steps ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class FreezeDeployments:
+    scope: str = "Deployment"
+    max_duration: float = 7200.0
+
+
+@dataclass(frozen=True)
+class Dashboard:
+    name: str
+    query: str
+
+
+@dataclass(frozen=True)
+class SyntheticCheck:
+    name: str
+    url: str
+    method: str = "GET"
+    expect_status: int = 200
+    timeout: float = 5.0
+
+
+@dataclass(frozen=True)
+class AssessBlastRadius:
+    dashboards: tuple[Dashboard, ...] = ()
+    synthetic_checks: tuple[SyntheticCheck, ...] = ()
+
+
+@dataclass(frozen=True)
+class Rollback:
+    to: str = "LastHealthy"
+    verify_within: float = 300.0
+
+
+@dataclass(frozen=True)
+class ConfigValue:
+    """routeReadsToReplica, rateLimit: one key of a ConfigMap the application reads."""
+    config_map: str
+    key: str
+    value: str
+
+
+@dataclass(frozen=True)
+class SetFlags:
+    config_map: str
+    flags: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class PauseConsumers:
+    selector: LabelSelector
+
+
+@dataclass(frozen=True)
+class ReplaySample:
+    namespace: str
+    image: str
+    sample: int = 100
+    command: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class IdentifySlowQueries:
+    database: SecretRef
+    top: int = 10
+
+
+@dataclass(frozen=True)
+class Notify:
+    roles: tuple[str, ...]
+    message: str = ""
+
+
+# Actions that change nothing: they never gate the steps after them.
+READ_ONLY_ACTIONS = frozenset({"assessBlastRadius", "identifySlowQueries", "notify"})
+
+
+def _parse_params(action: str, r: Reader) -> Any:
+    if action == "freezeDeployments":
+        return FreezeDeployments(r.str("scope", "Deployment", choices=("Deployment", "Namespace")),
+                                 r.duration("maxDuration", 7200.0))
+    if action == "assessBlastRadius":
+        dashboards = tuple(Dashboard(d.str("name"), d.str("query")) for d in r.items("dashboards"))
+        checks = tuple(SyntheticCheck(c.str("name"), c.str("url"), c.str("method", "GET"),
+                                      c.int("expectStatus", 200), c.duration("timeout", 5.0))
+                       for c in r.items("syntheticChecks"))
+        if not dashboards and not checks:
+            raise ModelError(r.path, "name at least one dashboard or synthetic check")
+        return AssessBlastRadius(dashboards, checks)
+    if action == "rollback":
+        return Rollback(r.str("to", "LastHealthy", choices=("LastHealthy", "PreviousRevision")),
+                        r.duration("verifyWithin", 300.0))
+    if action == "routeReadsToReplica":
+        return ConfigValue(r.str("configMap"), r.str("key"), r.str("value", "replica"))
+    if action == "rateLimit":
+        rps = r.float("requestsPerSecond")
+        if rps <= 0:
+            raise ModelError(f"{r.path}.requestsPerSecond", "must be greater than 0")
+        return ConfigValue(r.str("configMap"), r.str("key"), f"{rps:g}")
+    if action == "setFlags":
+        flags = r.mapping("flags")
+        if not flags:
+            raise ModelError(f"{r.path}.flags", "set at least one flag")
+        return SetFlags(r.str("configMap"), tuple(sorted(flags.items())))
+    if action == "pauseConsumers":
+        return PauseConsumers(LabelSelector.parse(r.obj("selector")))
+    if action == "replaySample":
+        return ReplaySample(r.str("namespace"), r.str("image"), r.int("sample", 100, minimum=1),
+                            r.strings("command"))
+    if action == "identifySlowQueries":
+        return IdentifySlowQueries(SecretRef.parse(r.obj("databaseSecretRef")),
+                                   r.int("top", 10, minimum=1))
+    if action == "notify":
+        return Notify(r.strings("roles", required=True, choices=ROLES), r.str("message", ""))
+    raise ModelError(r.path, f"unknown action {action!r}")
+
+
+@dataclass(frozen=True)
+class Step:
+    id: str
+    action: str
+    params: Any
+    description: str = ""
+    continue_on_failure: bool = False
+    timeout: float | None = None
+
+    @property
+    def read_only(self) -> bool:
+        return self.action in READ_ONLY_ACTIONS
+
+    @classmethod
+    def parse(cls, r: Reader) -> Step:
+        action = r.str("action", choices=ACTIONS)
+        others = [a for a in ACTIONS if a != action and r.has(a)]
+        if others:
+            raise ModelError(r.path, f"action is {action}: remove the parameters of "
+                                     f"{', '.join(others)}")
+        return cls(id=r.str("id"), action=action, params=_parse_params(action, r.obj(action)),
+                   description=r.str("description", ""),
+                   continue_on_failure=r.bool("continueOnFailure", False),
+                   timeout=r.duration("timeout", None))
+
+
+# -- escalation, recovery, automation ----------------------------------------------------------
+@dataclass(frozen=True)
+class EscalationRule:
+    after: float
+    page: tuple[str, ...]
+    when: str = "NotMitigated"
+
+
+@dataclass(frozen=True)
+class Escalation:
+    page: tuple[str, ...] = ()
+    page_within: float = 300.0
+    rules: tuple[EscalationRule, ...] = ()
+
+    @classmethod
+    def parse(cls, r: Reader | None) -> Escalation:
+        if r is None:
+            return cls()
+        rules = tuple(EscalationRule(e.duration("after"), e.strings("page", required=True,
+                                                                    choices=ROLES),
+                                     e.str("when", "NotMitigated", choices=WHEN))
+                      for e in r.items("rules"))
+        for earlier, later in zip(rules, rules[1:], strict=False):
+            if later.after <= earlier.after:
+                raise ModelError(f"{r.path}.rules", "`after` must increase from rule to rule")
+        return cls(r.strings("page", choices=ROLES), r.duration("pageWithin", 300.0), rules)
+
+
+@dataclass(frozen=True)
+class Recovery:
+    slo: float
+    stable_for: float = 120.0
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class ScheduledCheck:
+    name: str
+    check: str
+    every: float
+
+
+@dataclass(frozen=True)
+class Automation:
+    automatic_rollback: bool = False
+    rollback_after_failures: int | None = None
+    scheduled_checks: tuple[ScheduledCheck, ...] = ()
+    adaptive_backoff: tuple[float, float] | None = None   # (initial, max)
+    dead_letter_topic: str | None = None
+
+    @classmethod
+    def parse(cls, r: Reader | None) -> Automation:
+        if r is None:
+            return cls()
+        rollback = r.obj("automaticRollback", required=False)
+        backoff = r.obj("adaptiveBackoff", required=False)
+        dead = r.obj("deadLetter", required=False)
+        return cls(
+            automatic_rollback=bool(rollback and rollback.bool("enabled", True)),
+            rollback_after_failures=rollback.int("afterConsecutiveFailures", None, minimum=1)
+            if rollback else None,
+            scheduled_checks=tuple(ScheduledCheck(c.str("name"), c.str("check"),
+                                                  c.duration("every"))
+                                   for c in r.items("scheduledChecks")),
+            adaptive_backoff=(backoff.duration("initial", 1.0), backoff.duration("max", 300.0))
+            if backoff and backoff.bool("enabled", True) else None,
+            dead_letter_topic=dead.str("topic", None) if dead and dead.bool("enabled", True)
+            else None,
+        )
+
+
+# -- Runbook ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Runbook:
+    namespace: str
+    name: str
+    id: str
+    title: str
+    severity: str
+    trigger: Trigger
+    steps: tuple[Step, ...]
+    recovery: Recovery
+    summary: str = ""
+    first_response_within: float = 300.0
+    escalation: Escalation = field(default_factory=Escalation)
+    automation: Automation = field(default_factory=Automation)
+
+    def step(self, step_id: str) -> Step | None:
+        return next((s for s in self.steps if s.id == step_id), None)
+
+    @classmethod
+    def parse(cls, body: dict) -> Runbook:
+        meta = Reader(body.get("metadata"), "metadata")
+        spec = Reader(body.get("spec"), "spec")
+        trigger = spec.obj("trigger")
+        conditions = tuple(Condition.parse(c) for c in trigger.items("anyOf", required=True))
+        _unique([c.name for c in conditions], f"{trigger.path}.anyOf", "name")
+        release = trigger.obj("afterRelease", required=False)
+        first = spec.obj("firstResponse")
+        steps = tuple(Step.parse(s) for s in first.items("steps", required=True))
+        _unique([s.id for s in steps], f"{first.path}.steps", "id")
+        recovery = spec.obj("recovery")
+        rec = Recovery(recovery.duration("slo"), recovery.duration("stableFor", 120.0),
+                       recovery.str("description", ""))
+        if rec.stable_for >= rec.slo:
+            raise ModelError(f"{recovery.path}.stableFor", "must be shorter than slo")
+        return cls(
+            namespace=meta.str("namespace", "default"), name=meta.str("name"),
+            id=spec.str("id"), title=spec.str("title"), summary=spec.str("summary", ""),
+            severity=spec.str("severity", "SEV3", choices=SEVERITIES),
+            trigger=Trigger(conditions, release.duration("window") if release else None),
+            first_response_within=first.duration("within", 300.0), steps=steps,
+            escalation=Escalation.parse(spec.obj("escalation", required=False)),
+            recovery=rec, automation=Automation.parse(spec.obj("automation", required=False)),
+        )
+
+
+def _unique(values: list[str], path: str, key: str) -> None:
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            raise ModelError(path, f"two entries have {key} {value!r}")
+        seen.add(value)
+
+
+# -- IncidentPolicy ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Limits:
+    cooldown: float = 600.0
+    max_remediations: int = 3
+    window: float = 3600.0
+
+
+@dataclass(frozen=True)
+class Policy:
+    namespace: str
+    name: str
+    runbook: str
+    selector: LabelSelector
+    namespace_selector: LabelSelector | None = None
+    severity: str | None = None
+    mode: str = "dryRun"
+    overrides: tuple[tuple[str, dict[str, Any]], ...] = ()  # (condition name, raw fields)
+    recovery: dict[str, Any] = field(default_factory=dict)
+    after_release_window: float | None = None
+    page_within: float | None = None
+    limits: Limits = field(default_factory=Limits)
+    cadence: tuple[tuple[str, float], ...] = tuple(DEFAULT_CADENCE.items())
+    updates_route: Route | None = None
+    channel_route: Route | None = None
+    channel_prefix: str = "inc"
+    ownership: str | None = None
+    uid: str = ""
+
+    @property
+    def dry_run(self) -> bool:
+        return self.mode == "dryRun"
+
+    def cadence_for(self, severity: str) -> float:
+        return dict(self.cadence).get(severity, DEFAULT_CADENCE["SEV3"])
+
+    @classmethod
+    def parse(cls, body: dict) -> Policy:
+        meta = Reader(body.get("metadata"), "metadata")
+        spec = Reader(body.get("spec"), "spec")
+        targets = spec.obj("targets")
+        ns_selector = targets.obj("namespaceSelector", required=False)
+        overrides = spec.obj("overrides", required=False) or Reader({}, "spec.overrides")
+        limits = spec.obj("limits", required=False) or Reader({}, "spec.limits")
+        lim = Limits(limits.duration("cooldown", 600.0), limits.int("maxRemediations", 3,
+                                                                    minimum=0),
+                     limits.duration("window", 3600.0))
+        if lim.cooldown > lim.window:
+            raise ModelError("spec.limits.cooldown", "must not be longer than window")
+        updates = spec.obj("stakeholderUpdates", required=False) or Reader({}, "spec.sU")
+        cadence_r = updates.obj("cadence", required=False) or Reader({}, "spec.cadence")
+        cadence = tuple((sev, cadence_r.duration(sev, DEFAULT_CADENCE[sev])) for sev in SEVERITIES)
+        channel = spec.obj("channel", required=False) or Reader({}, "spec.channel")
+        ownership = spec.obj("ownershipRef", required=False)
+        return cls(
+            namespace=meta.str("namespace", "default"), name=meta.str("name"),
+            uid=meta.str("uid", ""),
+            runbook=spec.obj("runbookRef").str("name"),
+            selector=LabelSelector.parse(targets.obj("selector")),
+            namespace_selector=LabelSelector.parse(ns_selector) if ns_selector else None,
+            severity=spec.str("severity", None, choices=SEVERITIES),
+            mode=spec.str("mode", "dryRun", choices=MODES),
+            overrides=tuple((o.str("name"), dict(o.data)) for o in overrides.items("conditions")),
+            recovery=dict(overrides.raw("recovery", {})),
+            after_release_window=overrides.duration("afterReleaseWindow", None),
+            page_within=overrides.duration("pageWithin", None),
+            limits=lim, cadence=cadence,
+            updates_route=Route.parse(updates.obj("route")) if updates.has("route") else None,
+            channel_route=Route.parse(channel.obj("route")) if channel.has("route") else None,
+            channel_prefix=channel.str("prefix", "inc"),
+            ownership=ownership.str("name") if ownership else None,
+        )
+
+
+def effective_runbook(runbook: Runbook, policy: Policy) -> Runbook:
+    """The runbook as this policy runs it: its overrides applied, checked like the original."""
+    conditions = {c.name: c for c in runbook.trigger.conditions}
+    for index, (name, fields) in enumerate(policy.overrides):
+        path = f"spec.overrides.conditions[{index}]"
+        if name not in conditions:
+            raise ModelError(f"{path}.name", f"runbook {runbook.name} has no condition {name!r}"
+                                             f" (it has {', '.join(conditions)})")
+        conditions[name] = _override_condition(conditions[name], Reader(fields, path))
+    recovery = runbook.recovery
+    if policy.recovery:
+        r = Reader(policy.recovery, "spec.overrides.recovery")
+        recovery = replace(recovery, slo=r.duration("slo", recovery.slo),
+                           stable_for=r.duration("stableFor", recovery.stable_for))
+        if recovery.stable_for >= recovery.slo:
+            raise ModelError("spec.overrides.recovery.stableFor", "must be shorter than slo")
+    trigger = replace(runbook.trigger, conditions=tuple(conditions.values()))
+    if policy.after_release_window is not None:
+        trigger = replace(trigger, after_release_window=policy.after_release_window)
+    escalation = runbook.escalation
+    if policy.page_within is not None:
+        escalation = replace(escalation, page_within=policy.page_within)
+    return replace(runbook, trigger=trigger, recovery=recovery, escalation=escalation,
+                   severity=policy.severity or runbook.severity)
+
+
+def _override_condition(condition: Condition, r: Reader) -> Condition:
+    d = condition.detector
+    if isinstance(d, Readiness):
+        d = replace(d, consecutive_failures=r.int("consecutiveFailures", d.consecutive_failures,
+                                                  minimum=1),
+                    interval=r.duration("interval", d.interval),
+                    grace_period=r.duration("gracePeriod", d.grace_period))
+    elif isinstance(d, Threshold):
+        above, below = r.float("above", None), r.float("below", None)
+        if above is not None and below is not None:
+            raise ModelError(r.path, "set at most one of above, below")
+        if above is not None or below is not None:
+            d = replace(d, above=above, below=below)
+        d = replace(d, query=r.str("query", d.query), sustain=r.duration("for", d.sustain),
+                    consecutive_failures=r.int("consecutiveFailures", d.consecutive_failures,
+                                               minimum=1),
+                    interval=r.duration("interval", d.interval))
+    else:
+        d = replace(d, query=r.str("query", d.query), window=r.duration("window", d.window),
+                    factor=r.float("factor", d.factor),
+                    min_increase=r.float("minIncrease", d.min_increase),
+                    interval=r.duration("interval", d.interval))
+        if d.factor <= 1:
+            raise ModelError(f"{r.path}.factor", "must be greater than 1")
+    return replace(condition, detector=d)
+
+
+# -- ServiceOwnership -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Contact:
+    name: str
+    route: Route
+    email: str = ""
+
+
+@dataclass(frozen=True)
+class Ownership:
+    namespace: str
+    name: str
+    service: str
+    roles: tuple[tuple[str, tuple[Contact, ...]], ...]
+
+    def contacts(self, role: str) -> tuple[Contact, ...]:
+        return dict(self.roles).get(role, ())
+
+    @classmethod
+    def parse(cls, body: dict) -> Ownership:
+        meta = Reader(body.get("metadata"), "metadata")
+        spec = Reader(body.get("spec"), "spec")
+        roles = []
+        for entry in spec.items("roles", required=True):
+            contacts = tuple(Contact(c.str("name"), Route.parse(c.obj("route")),
+                                     c.str("email", ""))
+                             for c in entry.items("contacts", required=True))
+            roles.append((entry.str("role", choices=ROLES), contacts))
+        return cls(meta.str("namespace", "default"), meta.str("name"), spec.str("service"),
+                   tuple(roles))

@@ -1,0 +1,92 @@
+"""Paging people: roles resolved through the ServiceOwnership map, each contact's route
+read from its Secret, the message delivered by the notifiers, every delivery recorded.
+
+A delivery failure is recorded and reported, never raised: remediation does not wait for
+a receiver."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import logging
+from dataclasses import dataclass
+
+from . import metrics
+from .incident import Page
+from .kube import ApiException, Kube
+from .model import Ownership, Route
+from .notifiers import DEFAULT_POLICY, Destination, Message, Policy, notify
+from .owners import recipients
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Brief:
+    """What every message about one incident says."""
+    incident: str
+    namespace: str
+    runbook_id: str
+    runbook_title: str
+    target: str
+    severity: str
+    phase: str
+
+
+async def secret_value(kube: Kube, namespace: str, route: Route) -> str | None:
+    try:
+        secret = await kube.json(kube.core.read_namespaced_secret, route.secret.name, namespace)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    data = (secret.get("data") or {}).get(route.secret.key)
+    if data is None:
+        return None
+    return base64.b64decode(data).decode()
+
+
+async def send(kube: Kube, *, namespace: str, route: Route, brief: Brief, kind: str,
+               summary: str, role: str = "", details: dict[str, str] | None = None,
+               now: float, policy: Policy = DEFAULT_POLICY):
+    """Deliver one message through one route; returns (outcome, attempts, error)."""
+    secret = await secret_value(kube, namespace, route)
+    if secret is None:
+        return "failed", 0, (f"Secret {namespace}/{route.secret.name} has no key "
+                             f"{route.secret.key!r}")
+    message = Message(
+        kind=kind, incident=brief.incident, namespace=brief.namespace,
+        runbook_id=brief.runbook_id, runbook_title=brief.runbook_title, target=brief.target,
+        severity=brief.severity, phase=brief.phase, summary=summary, role=role,
+        details=details or {}, timestamp=datetime.datetime.fromtimestamp(now, datetime.UTC))
+    delivery = await notify(message, destination=Destination.resolved(
+        type=route.type, secret=secret, url=route.url), policy=policy)
+    metrics.PAGES.labels(route=route.type, kind=kind, outcome=delivery.outcome).inc()
+    return delivery.outcome, delivery.attempts, delivery.error
+
+
+async def page_roles(kube: Kube, *, ownership: Ownership | None, secrets_namespace: str,
+                     roles: tuple[str, ...], brief: Brief, kind: str, summary: str,
+                     already: tuple[Page, ...], now: float, dry_run: bool,
+                     policy: Policy = DEFAULT_POLICY) -> list[Page]:
+    """Page every contact of the roles once per kind; who has no contact is recorded too."""
+    found, missing = recipients(ownership, roles)
+    done = {(p.role, p.contact, p.kind) for p in already if p.outcome in ("delivered",
+                                                                          "planned")}
+    pages: list[Page] = []
+    for role in missing:
+        if (role, "", kind) not in {(p.role, p.contact, p.kind) for p in already}:
+            pages.append(Page(role, "", "", kind, now, "failed", 0,
+                              "nobody holds this role in the ServiceOwnership map"))
+    for who in found:
+        if (who.role, who.contact, kind) in done:
+            continue
+        if dry_run:
+            pages.append(Page(who.role, who.contact, who.route.type, kind, now, "planned"))
+            continue
+        outcome, attempts, error = await send(
+            kube, namespace=secrets_namespace, route=who.route, brief=brief, kind=kind,
+            summary=summary, role=who.role, now=now, policy=policy)
+        pages.append(Page(who.role, who.contact, who.route.type, kind, now, outcome,
+                          attempts, error))
+    return pages

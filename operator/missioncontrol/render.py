@@ -1,0 +1,192 @@
+"""A Runbook as a Markdown page for the person on call.
+
+Written for someone woken at 3 a.m.: every condition, step and rule in plain words, with the
+numbers that matter (counts, intervals, deadlines) in the sentence rather than in YAML."""
+
+from __future__ import annotations
+
+import re
+
+from . import durations, model
+
+WHEN = {"Always": "", "NotMitigated": "if not mitigated", "NotRecovered": "if not recovered",
+        "SLOBreached": "if the recovery SLO is breached"}
+CHECKS = {"QueryPlanDiff": "query-plan diff", "IndexRecommendations": "index recommendations"}
+
+
+def render_runbook(runbook: model.Runbook) -> str:
+    sections = [
+        [f"# {runbook.id}: {runbook.title} ({runbook.severity})"],
+        [_oneline(runbook.summary)] if runbook.summary else [],
+        ["## Trigger", "", *_trigger(runbook.trigger)],
+        [f"## {_first(runbook.first_response_within)}", "", *_steps(runbook.steps)],
+        ["## Escalation", "", *_escalation(runbook.escalation)],
+        ["## Recovery SLO", "", *_recovery(runbook.recovery)],
+        ["## Automation", "", *_automation(runbook)],
+    ]
+    return "\n\n".join("\n".join(s) for s in sections if s) + "\n"
+
+
+def _dur(seconds: float) -> str:
+    return durations.format(seconds)
+
+
+def _oneline(text: str) -> str:
+    # YAML folded scalars and multi-line queries read best on one line in a list item.
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def _code(text: str) -> str:
+    """Inline code that survives backticks in the text (a fence longer than any run in it)."""
+    text = _oneline(text)
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def _and(items: tuple[str, ...] | list[str]) -> str:
+    items = list(items)
+    return ", ".join(items[:-1]) + f" and {items[-1]}" if len(items) > 1 else "".join(items)
+
+
+def _first(within: float) -> str:
+    # The design speaks of "the first 5 minutes"; say it that way when it is whole minutes.
+    minutes, seconds = divmod(int(within), 60)
+    if seconds == 0 and 0 < minutes < 60:
+        return f"First {minutes} minute{'s' if minutes > 1 else ''}"
+    return f"First {_dur(within)}"
+
+
+# -- trigger ----------------------------------------------------------------------------------
+def _trigger(trigger: model.Trigger) -> list[str]:
+    if trigger.after_release_window is not None:
+        lines = [f"Armed for {_dur(trigger.after_release_window)} after each release. "
+                 "Opens an incident when any of these holds:"]
+    else:
+        lines = ["Armed at all times. Opens an incident when any of these holds:"]
+    lines.append("")
+    for condition in trigger.conditions:
+        head = f"- **{condition.name}**"
+        lines.append(f"{head}: {_oneline(condition.description)}" if condition.description
+                     else head)
+        lines.append(f"  - {_condition(condition.detector)}")
+    return lines
+
+
+def _condition(d: model.Detector) -> str:
+    if isinstance(d, model.Readiness):
+        return (f"readiness fails for {d.consecutive_failures} consecutive checks "
+                f"(every {_dur(d.interval)}, after a {_dur(d.grace_period)} grace period)")
+    if isinstance(d, model.Threshold):
+        side = f"above {d.above:g}" if d.above is not None else f"below {d.below:g}"
+        count = d.consecutive_failures or 1
+        spans = []
+        if count > 1:
+            spans.append(f"for {count} consecutive checks")
+        if d.sustain is not None:
+            spans.append(f"for {_dur(d.sustain)}")
+        held = " and ".join(spans) if spans else "on any check"
+        return f"{_code(d.query)} {side} {held} (checked every {_dur(d.interval)})"
+    rise = f"x{d.factor:g}" + (f" and +{d.min_increase:g}" if d.min_increase else "")
+    return (f"{_code(d.query)} rises sharply: {rise} within {_dur(d.window)} "
+            f"(checked every {_dur(d.interval)})")
+
+
+# -- first response ---------------------------------------------------------------------------
+def _steps(steps: tuple[model.Step, ...]) -> list[str]:
+    lines = []
+    for number, step in enumerate(steps, 1):
+        head = f"{number}. **{step.id}**"
+        lines.append(f"{head}: {_oneline(step.description)}" if step.description else head)
+        # Nested bullets (indented past "1. "), so Markdown keeps them inside the step.
+        lines += [f"   - {line}" for line in _params(step.action, step.params)]
+        if step.timeout is not None:
+            lines.append(f"   - Times out after {_dur(step.timeout)}.")
+        if step.continue_on_failure:
+            lines.append("   - The steps after it run even if it fails.")
+    return lines
+
+
+def _params(action: str, p: object) -> list[str]:
+    """The parameters of one step, as the sentences an engineer would say."""
+    if isinstance(p, model.FreezeDeployments):
+        what = ("every Deployment in the namespace" if p.scope == "Namespace"
+                else "the affected Deployment")
+        return [f"Freeze rollouts of {what} while the incident needs it "
+                f"(at most {_dur(p.max_duration)})."]
+    if isinstance(p, model.AssessBlastRadius):
+        return ([f"Dashboard {d.name}: {_code(d.query)}" for d in p.dashboards]
+                + [f"Synthetic check {c.name}: {c.method} {_code(c.url)} expects "
+                   f"{c.expect_status} within {_dur(c.timeout)}" for c in p.synthetic_checks])
+    if isinstance(p, model.Rollback):
+        to = ("the last known healthy release" if p.to == "LastHealthy"
+              else "the previous revision")
+        return [f"Roll back to {to}; verify it recovers within {_dur(p.verify_within)}."]
+    if isinstance(p, model.ConfigValue):
+        # rateLimit and routeReadsToReplica share the shape; say what the value means.
+        why = (f"Limit to {p.value} requests/s" if action == "rateLimit"
+               else "Route these reads to the replica")
+        return [f"{why}: set `{p.key}` to `{p.value}` in ConfigMap `{p.config_map}`."]
+    if isinstance(p, model.SetFlags):
+        flags = _and([f"`{k}` to `{v}`" for k, v in p.flags])
+        return [f"Set {flags} in ConfigMap `{p.config_map}`."]
+    if isinstance(p, model.PauseConsumers):
+        return [f"Pause the consumers selected by `{p.selector.to_query() or '(everything)'}`."]
+    if isinstance(p, model.ReplaySample):
+        command = f", running {_code(' '.join(p.command))}" if p.command else ""
+        return [f"Replay a sample of {p.sample} events in namespace `{p.namespace}` with "
+                f"image `{p.image}`{command}."]
+    if isinstance(p, model.IdentifySlowQueries):
+        return [f"List the top {p.top} slow queries of the database in Secret "
+                f"`{p.database.name}` (key `{p.database.key}`)."]
+    if isinstance(p, model.Notify):
+        message = f": \"{_oneline(p.message)}\"" if p.message else ""
+        return [f"Page {_and(p.roles)}{message}."]
+    return [f"{action}: {p}"]   # pragma: no cover - every action of the model is listed above
+
+
+# -- escalation, recovery, automation ---------------------------------------------------------
+def _escalation(e: model.Escalation) -> list[str]:
+    if e.page:
+        lines = [f"Paged at once: {_and(e.page)}, within {_dur(e.page_within)} of detection."]
+    else:
+        lines = ["Nobody is paged at once."]
+    lines.append("")
+    if e.rules:
+        for rule in e.rules:
+            when = WHEN.get(rule.when, rule.when)
+            lines.append(f"- after {_dur(rule.after)}{', ' + when if when else ''}: "
+                         f"page {_and(rule.page)}")
+    else:
+        lines.append("No further escalation rules.")
+    return lines
+
+
+def _recovery(r: model.Recovery) -> list[str]:
+    lines = [f"Recovered within {_dur(r.slo)} of detection"
+             + (f": {_oneline(r.description)}." if r.description else ".")]
+    lines.append(f"Counted as recovered once the service has been stable for "
+                 f"{_dur(r.stable_for)} without a break.")
+    return lines
+
+
+def _automation(runbook: model.Runbook) -> list[str]:
+    a = runbook.automation
+    lines = []
+    if a.automatic_rollback:
+        kind = ("readiness checks" if any(isinstance(c.detector, model.Readiness)
+                                          for c in runbook.trigger.conditions) else "checks")
+        lines.append(f"- Automatic rollback after {a.rollback_after_failures} consecutive "
+                     f"failed {kind}." if a.rollback_after_failures
+                     else "- Automatic rollback when the trigger fires.")
+    for check in a.scheduled_checks:
+        lines.append(f"- Scheduled {CHECKS.get(check.check, check.check)} check "
+                     f"`{check.name}`, every {_dur(check.every)}.")
+    if a.adaptive_backoff:
+        initial, ceiling = a.adaptive_backoff
+        lines.append(f"- Adaptive backoff of retries, from {_dur(initial)} up to "
+                     f"{_dur(ceiling)}.")
+    if a.dead_letter_topic:
+        lines.append(f"- Dead-letter routing of malformed events to `{a.dead_letter_topic}`.")
+    return lines or ["None beyond the first-response steps."]
