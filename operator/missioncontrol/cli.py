@@ -10,6 +10,10 @@ from . import __version__
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.kubeconfig:
+        # kopf logs in through the kubernetes client's loader, which reads $KUBECONFIG when
+        # the client is first imported: set it before anything imports the client.
+        os.environ["KUBECONFIG"] = args.kubeconfig
     from .main import Options, run
     from .webhook import WebhookOptions
 

@@ -90,7 +90,8 @@ class Run:
         data = to_dict(self.status)
         if data == self.committed:
             return
-        await self.e.kube.patch_status("Incident", self.namespace, self.name, data)
+        await self.e.kube.patch_status("Incident", self.namespace, self.name,
+                                       to_dict(self.status, nulls=True))
         self.committed = data
         seen = len(before.timeline)
         for entry in self.status.timeline[seen:] if len(self.status.timeline) > seen else ():
@@ -272,6 +273,7 @@ class Run:
         if roles is None:
             roles = escalation.rules[0].page if escalation.rules else escalation.page
         now = self.e.clock()
+        why = why[:1000]
         await self.apply(lambda s: inc.escalate(
             replace(s, escalations=(*s.escalations, inc.EscalationRecord(key, why, roles, now))),
             now, "Escalated", f"{why}; paging {', '.join(roles) or 'nobody'}"))
@@ -282,7 +284,24 @@ class Run:
     async def track(self, loaded: Loaded) -> None:
         now = self.e.clock()
         health = await self.health(loaded)
-        await self.apply(lambda s: recovery.progress(s, loaded.runbook, health, now))
+        # Resolving and lifting the freeze land in one status write: nobody ever sees a
+        # resolved incident still holding a freeze.
+        ahead = recovery.progress(self.status, loaded.runbook, health, now)
+        reason = self.freeze_lift_reason(loaded, ahead, now)
+        lifted = None
+        if reason is not None:
+            lifted = await freezing.lift(self.e.kube, incident=self.name,
+                                         namespace=self.namespace, freeze=ahead.freeze,
+                                         now=now, reason=reason)
+
+        def change(s: inc.IncidentStatus) -> inc.IncidentStatus:
+            s = recovery.progress(s, loaded.runbook, health, now)
+            if lifted is not None:
+                s = inc.note(replace(s, freeze=lifted), now, "FreezeLifted",
+                             f"deploy freeze lifted: {reason}")
+            return s
+
+        await self.apply(change)
         slo, breached = inc.slo_status(self.status, now)
         if breached:
             await self.apply(lambda s: inc.set_condition(
@@ -294,7 +313,6 @@ class Run:
             await self.escalate(loaded, recovery.rule_key(rule),
                                 f"{rule.when} after {recovery.rule_key(rule)}", rule.page)
         await self.verify_rollback(loaded, now)
-        await self.keep_freeze(loaded, now)
         if self.status.phase == inc.MITIGATED and self.status.mitigated_at == now:
             metrics.TIME_TO_MITIGATE.labels(runbook=loaded.runbook.id).observe(
                 now - (self.status.detected_at or now))
@@ -344,26 +362,19 @@ class Run:
             await self.escalate(loaded, "verify", f"the rollback did not restore service "
                                 f"within {step.params.verify_within / 60:g}m")
 
-    async def keep_freeze(self, loaded: Loaded, now: float) -> None:
-        freeze = self.status.freeze
+    def freeze_lift_reason(self, loaded: Loaded, status: inc.IncidentStatus,
+                           now: float) -> str | None:
+        freeze = status.freeze
         if freeze is None or not freeze.active:
-            return
-        reason = None
-        if self.status.phase == inc.RESOLVED:
-            reason = "the incident is resolved"
-        elif self.body["spec"].get("liftFreeze"):
-            reason = "lifted by hand (spec.liftFreeze)"
-        else:
-            step = next((s for s in loaded.runbook.steps if s.action == "freezeDeployments"),
-                        None)
-            if step and freeze.since and now - freeze.since > step.params.max_duration:
-                reason = f"maxDuration {step.params.max_duration / 60:g}m reached"
-        if reason is None:
-            return
-        lifted = await freezing.lift(self.e.kube, incident=self.name, namespace=self.namespace,
-                                     freeze=freeze, now=now, reason=reason)
-        await self.apply(lambda s: inc.note(replace(s, freeze=lifted), now, "FreezeLifted",
-                                            f"deploy freeze lifted: {reason}"))
+            return None
+        if status.phase == inc.RESOLVED:
+            return "the incident is resolved"
+        if self.body["spec"].get("liftFreeze"):
+            return "lifted by hand (spec.liftFreeze)"
+        step = next((s for s in loaded.runbook.steps if s.action == "freezeDeployments"), None)
+        if step and freeze.since and now - freeze.since > step.params.max_duration:
+            return f"maxDuration {step.params.max_duration / 60:g}m reached"
+        return None
 
 
 def _blocks(step: Step, state: str) -> bool:

@@ -193,7 +193,7 @@ async def open_incident(ctx: Context, policy: Policy, runbook: Runbook, target: 
             return body["metadata"]["name"]
     name = f"{runbook.id.lower()}-{deployment}"[:52] + f"-r{state.revision}"
     mode = "dryRun" if policy.dry_run or ctx.force_dry_run else "enforce"
-    reason = "; ".join(f"{c.condition}: {c.message}" for c in fired)
+    reason = "; ".join(f"{c.condition}: {c.message}" for c in fired)[:1000]
     owner = await _owner(ctx, policy, target)
     spec = {
         "runbook": {"name": runbook.name, "id": runbook.id},
@@ -219,7 +219,7 @@ async def open_incident(ctx: Context, policy: Policy, runbook: Runbook, target: 
             raise
     status = inc.opened(
         now=now, mode=mode, slo=runbook.recovery.slo, reason=reason,
-        evidence=tuple(inc.Evidence(c.condition, str(c.outcome), c.message, c.at, c.value)
+        evidence=tuple(inc.Evidence(c.condition, str(c.outcome), c.message[:1000], c.at, c.value)
                        for c in made),
         steps=tuple((s.id, s.action) for s in runbook.steps))
     to_revision, to_replica_set = state.rollback_target()

@@ -23,22 +23,26 @@ def _camel(name: str) -> str:
     return head + "".join(part.title() for part in rest)
 
 
-def to_dict(obj: Any) -> Any:
+def to_dict(obj: Any, *, nulls: bool = False) -> Any:
+    """`nulls=True` writes None as null in objects (not in lists): a JSON merge patch then
+    removes the field, where leaving it out would keep the old value."""
     if dataclasses.is_dataclass(obj):
         out = {}
         for f in dataclasses.fields(obj):
             value = getattr(obj, f.name)
             if value is None:
+                if nulls:
+                    out[_camel(f.name)] = None
                 continue
             if f.metadata.get("time"):
                 out[_camel(f.name)] = timeutil.iso_precise(value)
             else:
-                out[_camel(f.name)] = to_dict(value)
+                out[_camel(f.name)] = to_dict(value, nulls=nulls)
         return out
     if isinstance(obj, list | tuple):
         return [to_dict(v) for v in obj]
     if isinstance(obj, dict):
-        return {k: to_dict(v) for k, v in obj.items()}
+        return {k: to_dict(v, nulls=nulls) for k, v in obj.items()}
     return obj
 
 

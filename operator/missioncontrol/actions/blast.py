@@ -47,4 +47,4 @@ async def _dashboard(ctx: StepContext, dashboard: Dashboard,
                           if k != "__name__")
         shown.append(f"{{{labels}}} {float(series['value'][1]):.4g}")
     more = f" (+{len(result) - 5} more)" if len(result) > 5 else ""
-    return DashboardResult(dashboard.name, query, "Ok", "; ".join(shown) + more)
+    return DashboardResult(dashboard.name, query, "Ok", ("; ".join(shown) + more)[:1000])

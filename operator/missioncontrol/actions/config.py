@@ -34,7 +34,8 @@ async def _set(ctx: StepContext, config_map: str, values: dict[str, str]) -> Ste
         if exc.status != 404:
             raise
         return StepResult.failed(f"ConfigMap {namespace}/{config_map} does not exist")
-    changes = tuple(Change("ConfigMap", config_map, f"data[{k}]", data.get(k), v, namespace)
+    changes = tuple(Change("ConfigMap", config_map, f"data[{k}]", _short(data.get(k)), _short(v),
+                           namespace)
                     for k, v in values.items() if data.get(k) != v)
     shown = ", ".join(f"{k}={v}" for k, v in values.items())
     if not changes:
@@ -44,3 +45,7 @@ async def _set(ctx: StepContext, config_map: str, values: dict[str, str]) -> Ste
     await ctx.kube.call(ctx.kube.core.patch_namespaced_config_map, config_map, namespace,
                         {"data": values})
     return StepResult.ok(f"set {shown} in ConfigMap {config_map}", changes=changes)
+
+
+def _short(value: str | None) -> str | None:
+    return value if value is None or len(value) <= 1000 else value[:1000] + "..."
