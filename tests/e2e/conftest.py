@@ -4,6 +4,7 @@ the test cluster, a receiver standing in for pagers, and RB-001 set up for one s
 from __future__ import annotations
 
 import copy
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -214,3 +215,31 @@ def rb001(crds, cluster, receiver, operator_factory) -> Rb001:
     cluster.create(secret("pager-routes", **{role: receiver.url(f"/{role}") for role in ROLES}))
     cluster.create(ownership("checkout", {role: role for role in ROLES}))
     return Rb001(cluster, receiver, operator_factory)
+
+
+class Traffic:
+    """Requests to a Deployment, counted the way an HTTP server exports them: while the
+    Deployment runs `bad_image`, half of them fail with 503."""
+
+    def __init__(self, env, cluster: Cluster, name: str, *, bad_image: str) -> None:
+        self.env, self.cluster, self.name, self.bad_image = env, cluster, name, bad_image
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> Traffic:
+        self.thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.thread.join(10)
+
+    def _run(self) -> None:
+        labels = {"namespace": self.cluster.namespace, "deployment": self.name}
+        ok = self.env.exporter.counter("http_requests", {**labels, "code": "200"})
+        bad = self.env.exporter.counter("http_requests", {**labels, "code": "503"})
+        while not self.stopping.wait(0.2):
+            image = self.cluster.deployment(self.name).spec.template.spec.containers[0].image
+            ok.inc(10)
+            if image == self.bad_image:
+                bad.inc(10)
