@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from . import incident as inc
-from . import metrics, podtemplate, recovery
+from . import metrics, people, podtemplate, recovery
 from .actions import EXECUTORS, StepContext, StepResult
 from .actions import freeze as freezing
 from .detect.release import TargetState
@@ -113,6 +113,10 @@ class Run:
                     return
                 await stopped.wait(wait)
         finally:
+            # Let deliveries under way finish (they are recorded); then stop what is left.
+            running = [t for t in self.tasks.values() if not t.done()]
+            if running:
+                await asyncio.wait(running, timeout=30)
             for task in self.tasks.values():
                 task.cancel()
 
@@ -130,6 +134,7 @@ class Run:
         self.start_background("page:initial", self.page_initial(loaded))
         await self.run_steps(loaded)
         await self.track(loaded)
+        await people.communicate(self, loaded)
         return self.e.tick
 
     async def load(self) -> Loaded | str:
@@ -245,19 +250,25 @@ class Run:
     def brief(self, loaded: Loaded) -> Brief:
         target = self.body["spec"]["target"]
         return Brief(self.name, self.namespace, loaded.runbook.id, loaded.runbook.title,
-                     f"{target['namespace']}/{target['name']}", loaded.runbook.severity,
-                     self.status.phase)
+                     f"{target['namespace']}/{target['name']}",
+                     self.status.severity or loaded.runbook.severity, self.status.phase)
 
     async def page(self, loaded: Loaded, roles: tuple[str, ...], kind: str,
-                   summary: str) -> list[inc.Page]:
+                   summary: str, *, round: int = 1,
+                   only_route: str | None = None) -> list[inc.Page]:
         pages = await page_roles(
             self.e.kube, ownership=loaded.ownership,
             secrets_namespace=loaded.ownership.namespace if loaded.ownership else self.namespace,
             roles=roles, brief=self.brief(loaded), kind=kind, summary=summary,
             already=self.status.pages, now=self.e.clock(), dry_run=self.dry_run,
-            policy=self.e.delivery)
+            round=round, only_route=only_route, policy=self.e.delivery)
         if pages:
+            first = not any(p.outcome == "delivered" for p in self.status.pages)
             await self.apply(lambda s: replace(s, pages=(*s.pages, *pages)[-inc.LIST_LIMIT:]))
+            if first and any(p.outcome == "delivered" for p in pages) \
+                    and self.status.detected_at is not None:
+                metrics.TIME_TO_PAGE.labels(runbook=loaded.runbook.id).observe(
+                    self.e.clock() - self.status.detected_at)
         return pages
 
     async def page_initial(self, loaded: Loaded) -> None:

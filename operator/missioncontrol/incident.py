@@ -95,12 +95,13 @@ class Page:
     role: str
     contact: str
     route: str
-    kind: str = "page"          # page | escalation | acknowledge | resolve
+    kind: str = "page"          # page | acknowledge | resolve | channel
     at: float | None = stamp()
     outcome: str = ""           # delivered | failed | planned
     attempts: int = 0
     error: str | None = None
     acknowledged_at: float | None = stamp()
+    round: int = 1              # 2, 3, ...: paged again, unacknowledged
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,8 @@ class Update:
     message: str = ""
     outcome: str = ""
     final: bool = False
+    next_at: float | None = stamp()   # when the next one is due, as announced
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,7 @@ class IncidentStatus:
     phase: str = DETECTED
     reason: str = ""
     mode: str = "enforce"
+    severity: str | None = None      # as last acted on; spec.severity is what people set
     detected_at: float | None = stamp()
     mitigating_at: float | None = stamp()
     mitigated_at: float | None = stamp()

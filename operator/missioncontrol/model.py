@@ -332,19 +332,25 @@ class Escalation:
     page: tuple[str, ...] = ()
     page_within: float = 300.0
     rules: tuple[EscalationRule, ...] = ()
+    repage_after: float = 600.0   # page an unacknowledged role again after this long
 
     @classmethod
     def parse(cls, r: Reader | None) -> Escalation:
         if r is None:
             return cls()
-        rules = tuple(EscalationRule(e.duration("after"), e.strings("page", required=True,
-                                                                    choices=ROLES),
-                                     e.str("when", "NotMitigated", choices=WHEN))
-                      for e in r.items("rules"))
-        for earlier, later in zip(rules, rules[1:], strict=False):
-            if later.after <= earlier.after:
-                raise ModelError(f"{r.path}.rules", "`after` must increase from rule to rule")
-        return cls(r.strings("page", choices=ROLES), r.duration("pageWithin", 300.0), rules)
+        return cls(r.strings("page", choices=ROLES), r.duration("pageWithin", 300.0),
+                   parse_rules(r), r.duration("repageAfter", 600.0))
+
+
+def parse_rules(r: Reader, key: str = "rules") -> tuple[EscalationRule, ...]:
+    rules = tuple(EscalationRule(e.duration("after"), e.strings("page", required=True,
+                                                                choices=ROLES),
+                                 e.str("when", "NotMitigated", choices=WHEN))
+                  for e in r.items(key))
+    for earlier, later in zip(rules, rules[1:], strict=False):
+        if later.after <= earlier.after:
+            raise ModelError(f"{r.path}.{key}", "`after` must increase from rule to rule")
+    return rules
 
 
 @dataclass(frozen=True)
@@ -465,6 +471,8 @@ class Policy:
     recovery: dict[str, Any] = field(default_factory=dict)
     after_release_window: float | None = None
     page_within: float | None = None
+    repage_after: float | None = None
+    escalation_rules: tuple[EscalationRule, ...] | None = None   # replaces the runbook's
     limits: Limits = field(default_factory=Limits)
     cadence: tuple[tuple[str, float], ...] = tuple(DEFAULT_CADENCE.items())
     updates_route: Route | None = None
@@ -510,6 +518,9 @@ class Policy:
             recovery=dict(overrides.raw("recovery", {})),
             after_release_window=overrides.duration("afterReleaseWindow", None),
             page_within=overrides.duration("pageWithin", None),
+            repage_after=overrides.duration("repageAfter", None),
+            escalation_rules=parse_rules(overrides, "escalationRules")
+            if overrides.has("escalationRules") else None,
             limits=lim, cadence=cadence,
             updates_route=Route.parse(updates.obj("route")) if updates.has("route") else None,
             channel_route=Route.parse(channel.obj("route")) if channel.has("route") else None,
@@ -540,6 +551,10 @@ def effective_runbook(runbook: Runbook, policy: Policy) -> Runbook:
     escalation = runbook.escalation
     if policy.page_within is not None:
         escalation = replace(escalation, page_within=policy.page_within)
+    if policy.repage_after is not None:
+        escalation = replace(escalation, repage_after=policy.repage_after)
+    if policy.escalation_rules is not None:
+        escalation = replace(escalation, rules=policy.escalation_rules)
     return replace(runbook, trigger=trigger, recovery=recovery, escalation=escalation,
                    severity=policy.severity or runbook.severity)
 

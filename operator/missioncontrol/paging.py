@@ -67,26 +67,34 @@ async def send(kube: Kube, *, namespace: str, route: Route, brief: Brief, kind: 
 
 async def page_roles(kube: Kube, *, ownership: Ownership | None, secrets_namespace: str,
                      roles: tuple[str, ...], brief: Brief, kind: str, summary: str,
-                     already: tuple[Page, ...], now: float, dry_run: bool,
+                     already: tuple[Page, ...], now: float, dry_run: bool, round: int = 1,
+                     only_route: str | None = None,
                      policy: Policy = DEFAULT_POLICY) -> list[Page]:
-    """Page every contact of the roles once per kind; who has no contact is recorded too."""
+    """Page every contact of the roles once per kind and round; who has no contact is
+    recorded too. `only_route` limits it to one route type (PagerDuty acknowledge and
+    resolve events)."""
     found, missing = recipients(ownership, roles)
-    done = {(p.role, p.contact, p.kind) for p in already if p.outcome in ("delivered",
-                                                                          "planned")}
+    done = {(p.role, p.contact, p.kind, p.round) for p in already
+            if p.outcome in ("delivered", "planned")}
+    tried = {(p.role, p.contact, p.kind, p.round) for p in already}
     pages: list[Page] = []
     for role in missing:
-        if (role, "", kind) not in {(p.role, p.contact, p.kind) for p in already}:
+        if only_route is None and (role, "", kind, round) not in tried:
             pages.append(Page(role, "", "", kind, now, "failed", 0,
-                              "nobody holds this role in the ServiceOwnership map"))
+                              "nobody holds this role in the ServiceOwnership map",
+                              round=round))
     for who in found:
-        if (who.role, who.contact, kind) in done:
+        if (who.role, who.contact, kind, round) in done:
+            continue
+        if only_route is not None and who.route.type != only_route:
             continue
         if dry_run:
-            pages.append(Page(who.role, who.contact, who.route.type, kind, now, "planned"))
+            pages.append(Page(who.role, who.contact, who.route.type, kind, now, "planned",
+                              round=round))
             continue
         outcome, attempts, error = await send(
             kube, namespace=secrets_namespace, route=who.route, brief=brief, kind=kind,
             summary=summary, role=who.role, now=now, policy=policy)
         pages.append(Page(who.role, who.contact, who.route.type, kind, now, outcome,
-                          attempts, error))
+                          attempts, error, round=round))
     return pages

@@ -42,6 +42,7 @@ def maximal_incident_status() -> inc.IncidentStatus:
         reason="readiness: 2/3 pods of checkout-7d9f not Ready for more than 30s; "
                "error-rate: value 0.0731 (fires above 0.05)",
         mode="enforce",
+        severity="SEV1",
         detected_at=at(0.125),
         mitigating_at=at(1.25),
         mitigated_at=at(95.5),
@@ -99,15 +100,17 @@ def maximal_incident_status() -> inc.IncidentStatus:
         ),
         pages=(
             inc.Page("release-owner", "Ada", "Slack", "page", at(1.0), "delivered", 1,
-                     "first attempt timed out", at(120.5)),
+                     "first attempt timed out", at(120.5), 2),
             inc.Page("oncall-backend", "primary", "PagerDuty", "escalation", at(60.5), "failed",
                      3, "HTTP 429: rate limited", at(121.5)),
             inc.Page("platform-lead", "Grace", "Webhook", "resolve", at(601.0), "planned", 4,
                      "dry run", at(602.0)),
         ),
         updates=(
-            inc.Update(at(5.0), "Mitigating", "rolling back checkout", "delivered", False),
-            inc.Update(at(601.0), "Resolved", "checkout recovered", "failed", True),
+            inc.Update(at(5.0), "Mitigating", "rolling back checkout", "delivered", False,
+                       at(65.0), "first attempt: HTTP 503"),
+            inc.Update(at(601.0), "Resolved", "checkout recovered", "failed", True, at(602.0),
+                       "HTTP 500"),
         ),
         channel=inc.Channel("inc-rb-001-checkout", at(1.0), "delivered"),
         escalations=(
