@@ -9,7 +9,7 @@ export PYTHONPATH := tests
 .PHONY: help venv system-deps control-plane deps test unit lint demo bench cluster-up cluster-down clean
 
 help:
-	@echo "make demo          bring up the local cluster and Prometheus, run the operator, break a release"
+	@echo "make demo          a local cluster, the operator, a broken release: freeze, rollback, recovery"
 	@echo "make test          install what the tests need, then run every test"
 	@echo "make unit          the fast unit tests only"
 	@echo "make cluster-up    start the control plane, node simulator and Prometheus in the background"
@@ -40,7 +40,7 @@ unit: venv
 	$(PY) -m pytest tests/unit
 
 lint: venv
-	$(PY) -m ruff check operator tests bench
+	$(PY) -m ruff check operator tests bench hack
 
 cluster-up: deps
 	@$(PY) -m harness up
@@ -48,14 +48,15 @@ cluster-up: deps
 cluster-down: venv
 	@$(PY) -m harness down
 
+# The demo starts a cluster of its own (temporary folder, free ports) and stops it at the end:
+# it neither needs nor touches one started with `make cluster-up`.
 demo: deps
-	@$(PY) -m harness up >/dev/null
-	@echo "The local cluster is up. To use it from this shell:"
-	@tail -n 3 "$${MC_CACHE:-$$HOME/.cache/mission-control}/run/cluster.env"
-	@echo "Stop it with: make cluster-down"
+	@$(PY) hack/demo.py $(DEMO_ARGS)
 
+# RB-001's rollback latency over repeated broken releases (bench/README.md). Pass options
+# with BENCH_ARGS, e.g. make bench BENCH_ARGS="--iterations 30".
 bench: deps
-	@echo "no benchmarks yet"
+	@$(PY) bench/rollback.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info operator/*.egg-info .pytest_cache .ruff_cache

@@ -21,7 +21,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.webhook_port:
         name = "mission-control-freeze" + (f"-{args.instance}" if args.instance else "")
         webhook = WebhookOptions(port=args.webhook_port, host=args.webhook_host,
-                                 service=args.webhook_service, config_name=name,
+                                 service=args.webhook_service,
+                                 service_port=args.webhook_service_port, config_name=name,
                                  namespaces=tuple(args.namespace))
     options = Options(
         namespaces=tuple(args.namespace), dry_run=args.dry_run,
@@ -42,6 +43,12 @@ def _render(args: argparse.Namespace) -> int:
 
     return render_runbook_command(args.source, namespace=args.namespace,
                                   kubeconfig=args.kubeconfig)
+
+
+def _postmortem(args: argparse.Namespace) -> int:
+    from .show import postmortem_command
+
+    return postmortem_command(args.source, namespace=args.namespace, kubeconfig=args.kubeconfig)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -69,6 +76,8 @@ def parser() -> argparse.ArgumentParser:
                      help="the address the API server calls the webhook at (URL mode)")
     run.add_argument("--webhook-service", default=None, metavar="NAMESPACE/NAME",
                      help="reach the webhook through this Service instead of a URL")
+    run.add_argument("--webhook-service-port", type=int, default=443,
+                     help="the port of that Service (it forwards to --webhook-port)")
     run.add_argument("--instance", default="",
                      help="a suffix for cluster-wide names (the webhook configuration), so "
                           "several operators can share a cluster")
@@ -91,6 +100,12 @@ def parser() -> argparse.ArgumentParser:
     render.add_argument("-n", "--namespace", default="default")
     render.add_argument("--kubeconfig", default=None)
     render.set_defaults(func=_render)
+
+    postmortem = sub.add_parser("postmortem", help="render an incident's postmortem as Markdown")
+    postmortem.add_argument("source", help="an Incident's name (or a YAML file holding one)")
+    postmortem.add_argument("-n", "--namespace", default="default")
+    postmortem.add_argument("--kubeconfig", default=None)
+    postmortem.set_defaults(func=_postmortem)
     return top
 
 

@@ -20,8 +20,11 @@ class UpdatePlan:
     next_at: float | None
 
 
+SENT = ("delivered", "planned", "sending", "unconfirmed")   # may have reached people
+
+
 def last_update(status: inc.IncidentStatus) -> inc.Update | None:
-    sent = [u for u in status.updates if u.outcome in ("delivered", "planned")]
+    sent = [u for u in status.updates if u.outcome in SENT]
     return sent[-1] if sent else None
 
 
@@ -90,7 +93,7 @@ def repage_due(status: inc.IncidentStatus, roles: tuple[str, ...], acked: dict[s
         if role in acked:
             continue
         pages = [p for p in status.pages if p.role == role and p.kind == "page"
-                 and p.outcome == "delivered"]
+                 and p.outcome in ("delivered", "unconfirmed")]
         if not pages:
             continue
         latest = max(pages, key=lambda p: (p.round, p.at or 0))

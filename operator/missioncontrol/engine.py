@@ -61,10 +61,12 @@ class Run:
     def __init__(self, engine: Engine, body: dict) -> None:
         self.e = engine
         self.body = body
-        self.status: inc.IncidentStatus = from_dict(inc.IncidentStatus, body.get("status"))
+        self.status: inc.IncidentStatus = unconfirmed(
+            from_dict(inc.IncidentStatus, body.get("status")))
         self.committed = to_dict(self.status)
         self.lock = asyncio.Lock()
         self.tasks: dict[str, asyncio.Task] = {}
+        self.paging: set[tuple] = set()   # deliveries under way (see paging.page_roles)
 
     # -- status ------------------------------------------------------------------------------
     @property
@@ -93,8 +95,9 @@ class Run:
         await self.e.kube.patch_status("Incident", self.namespace, self.name,
                                        to_dict(self.status, nulls=True))
         self.committed = data
-        seen = len(before.timeline)
-        for entry in self.status.timeline[seen:] if len(self.status.timeline) > seen else ():
+        # New entries by content, not position: the list is capped and drops its oldest.
+        seen = set(before.timeline)
+        for entry in (e for e in self.status.timeline if e not in seen):
             kind = "Warning" if entry.type in ("Failed", "Escalated", "SLOBreached") else "Normal"
             self.e.post_event(self.body, kind, entry.type, entry.message)
 
@@ -256,20 +259,33 @@ class Run:
     async def page(self, loaded: Loaded, roles: tuple[str, ...], kind: str,
                    summary: str, *, round: int = 1,
                    only_route: str | None = None) -> list[inc.Page]:
+        first = not any(p.outcome == "delivered" for p in self.status.pages)
         pages = await page_roles(
             self.e.kube, ownership=loaded.ownership,
             secrets_namespace=loaded.ownership.namespace if loaded.ownership else self.namespace,
             roles=roles, brief=self.brief(loaded), kind=kind, summary=summary,
             already=self.status.pages, now=self.e.clock(), dry_run=self.dry_run,
-            round=round, only_route=only_route, policy=self.e.delivery)
-        if pages:
-            first = not any(p.outcome == "delivered" for p in self.status.pages)
-            await self.apply(lambda s: replace(s, pages=(*s.pages, *pages)[-inc.LIST_LIMIT:]))
-            if first and any(p.outcome == "delivered" for p in pages) \
-                    and self.status.detected_at is not None:
-                metrics.TIME_TO_PAGE.labels(runbook=loaded.runbook.id).observe(
-                    self.e.clock() - self.status.detected_at)
+            record=self.record_page, round=round, only_route=only_route, busy=self.paging,
+            policy=self.e.delivery)
+        if first and any(p.outcome == "delivered" for p in pages) \
+                and self.status.detected_at is not None:
+            metrics.TIME_TO_PAGE.labels(runbook=loaded.runbook.id).observe(
+                self.e.clock() - self.status.detected_at)
         return pages
+
+    async def record_page(self, page: inc.Page) -> None:
+        """Add a page to the status, or update its record (sending -> outcome)."""
+        key = (page.role, page.contact, page.kind, page.round)
+
+        def upsert(s: inc.IncidentStatus) -> inc.IncidentStatus:
+            if any((p.role, p.contact, p.kind, p.round) == key for p in s.pages):
+                pages = tuple(page if (p.role, p.contact, p.kind, p.round) == key else p
+                              for p in s.pages)
+            else:
+                pages = (*s.pages, page)[-inc.LIST_LIMIT:]
+            return replace(s, pages=pages)
+
+        await self.apply(upsert)
 
     async def page_initial(self, loaded: Loaded) -> None:
         roles = loaded.runbook.escalation.page
@@ -386,6 +402,16 @@ class Run:
         if step and freeze.since and now - freeze.since > step.params.max_duration:
             return f"maxDuration {step.params.max_duration / 60:g}m reached"
         return None
+
+
+def unconfirmed(status: inc.IncidentStatus) -> inc.IncidentStatus:
+    """A page or update still "sending" when the last operator stopped may have reached
+    its receiver: it is marked unconfirmed and counts as sent (never sent twice)."""
+    def fix(outcome: str) -> str:
+        return "unconfirmed" if outcome == "sending" else outcome
+    return replace(status,
+                   pages=tuple(replace(p, outcome=fix(p.outcome)) for p in status.pages),
+                   updates=tuple(replace(u, outcome=fix(u.outcome)) for u in status.updates))
 
 
 def _blocks(step: Step, state: str) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import datetime
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from . import metrics
@@ -65,36 +66,58 @@ async def send(kube: Kube, *, namespace: str, route: Route, brief: Brief, kind: 
     return delivery.outcome, delivery.attempts, delivery.error
 
 
+SENT = ("delivered", "planned", "sending", "unconfirmed")
+Record = Callable[[Page], Awaitable[None]]
+
+
 async def page_roles(kube: Kube, *, ownership: Ownership | None, secrets_namespace: str,
                      roles: tuple[str, ...], brief: Brief, kind: str, summary: str,
-                     already: tuple[Page, ...], now: float, dry_run: bool, round: int = 1,
-                     only_route: str | None = None,
-                     policy: Policy = DEFAULT_POLICY) -> list[Page]:
+                     already: tuple[Page, ...], now: float, dry_run: bool, record: Record,
+                     round: int = 1, only_route: str | None = None,
+                     busy: set | None = None, policy: Policy = DEFAULT_POLICY) -> list[Page]:
     """Page every contact of the roles once per kind and round; who has no contact is
     recorded too. `only_route` limits it to one route type (PagerDuty acknowledge and
-    resolve events)."""
+    resolve events).
+
+    Each page is recorded as "sending" before it goes out and with its outcome after, so a
+    crash in between leaves a record that stops a restarted operator from paging twice.
+    `busy` holds the deliveries under way in other tasks of this process: a key is claimed
+    before the first await, so two concurrent callers never page the same person."""
+    busy = set() if busy is None else busy
     found, missing = recipients(ownership, roles)
-    done = {(p.role, p.contact, p.kind, p.round) for p in already
-            if p.outcome in ("delivered", "planned")}
+    done = {(p.role, p.contact, p.kind, p.round) for p in already if p.outcome in SENT}
     tried = {(p.role, p.contact, p.kind, p.round) for p in already}
     pages: list[Page] = []
     for role in missing:
         if only_route is None and (role, "", kind, round) not in tried:
-            pages.append(Page(role, "", "", kind, now, "failed", 0,
-                              "nobody holds this role in the ServiceOwnership map",
-                              round=round))
+            page = Page(role, "", "", kind, now, "failed", 0,
+                        "nobody holds this role in the ServiceOwnership map", round=round)
+            await record(page)
+            pages.append(page)
     for who in found:
-        if (who.role, who.contact, kind, round) in done:
+        key = (who.role, who.contact, kind, round)
+        if key in done or key in busy:
             continue
         if only_route is not None and who.route.type != only_route:
             continue
-        if dry_run:
-            pages.append(Page(who.role, who.contact, who.route.type, kind, now, "planned",
-                              round=round))
-            continue
-        outcome, attempts, error = await send(
-            kube, namespace=secrets_namespace, route=who.route, brief=brief, kind=kind,
-            summary=summary, role=who.role, now=now, policy=policy)
-        pages.append(Page(who.role, who.contact, who.route.type, kind, now, outcome,
-                          attempts, error, round=round))
+        busy.add(key)
+        try:
+            if dry_run:
+                page = Page(who.role, who.contact, who.route.type, kind, now, "planned",
+                            round=round)
+            else:
+                await record(Page(who.role, who.contact, who.route.type, kind, now, "sending",
+                                  round=round))
+                try:
+                    outcome, attempts, error = await send(
+                        kube, namespace=secrets_namespace, route=who.route, brief=brief,
+                        kind=kind, summary=summary, role=who.role, now=now, policy=policy)
+                except Exception as exc:  # noqa: BLE001 - a failed page, never raised
+                    outcome, attempts, error = "failed", 0, f"{type(exc).__name__}: {exc}"[:300]
+                page = Page(who.role, who.contact, who.route.type, kind, now, outcome,
+                            attempts, error, round=round)
+            await record(page)
+            pages.append(page)
+        finally:
+            busy.discard(key)
     return pages

@@ -140,6 +140,7 @@ async def resolve_pagers(run: Run, loaded: Loaded) -> None:
 
 
 async def stakeholder_update(run: Run, loaded: Loaded, plan: comms.UpdatePlan) -> None:
+    """One update, recorded as "sending" before it goes out (see paging.page_roles)."""
     now = run.e.clock()
     routes = []
     if loaded.policy is not None and loaded.policy.updates_route is not None:
@@ -147,25 +148,42 @@ async def stakeholder_update(run: Run, loaded: Loaded, plan: comms.UpdatePlan) -
     elif loaded.ownership is not None:
         routes = [(loaded.ownership.namespace, c.route)
                   for c in loaded.ownership.contacts("stakeholders")]
-    outcome, error = "failed", "no stakeholder route: set spec.stakeholderUpdates.route " \
-                               "or a stakeholders role in the ServiceOwnership map"
-    if routes and run.dry_run:
-        outcome, error = "planned", None
-    elif routes:
+    update = inc.Update(at=now, phase=run.status.phase, message=plan.message[:1000],
+                        outcome="sending", final=plan.final, next_at=plan.next_at)
+    if not routes:
+        update = replace(update, outcome="failed", error=(
+            "no stakeholder route: set spec.stakeholderUpdates.route or a stakeholders role "
+            "in the ServiceOwnership map"))
+    elif run.dry_run:
+        update = replace(update, outcome="planned")
+    else:
+        await _record_update(run, update, None)
         errors = []
         delivered = False
         for namespace, route in routes:
-            result, _, err = await send(run.e.kube, namespace=namespace, route=route,
-                                        brief=run.brief(loaded), kind="update",
-                                        summary=plan.message, now=now, policy=run.e.delivery)
+            try:
+                result, _, err = await send(
+                    run.e.kube, namespace=namespace, route=route, brief=run.brief(loaded),
+                    kind="update", summary=plan.message, now=now, policy=run.e.delivery)
+            except Exception as exc:  # noqa: BLE001 - recorded, never raised
+                result, err = "failed", f"{type(exc).__name__}: {exc}"
             delivered = delivered or result == "delivered"
             if err:
                 errors.append(err)
-        outcome = "delivered" if delivered else "failed"
-        error = "; ".join(errors)[:500] or None
-    update = inc.Update(at=now, phase=run.status.phase, message=plan.message[:1000],
-                        outcome=outcome, final=plan.final, next_at=plan.next_at, error=error)
-    await run.apply(lambda s: inc.note(
-        replace(s, updates=(*s.updates, update)[-inc.LIST_LIMIT:]), now,
-        "FinalUpdate" if plan.final else "StakeholderUpdate",
-        f"stakeholder update {outcome}" + (f": {error}" if error else "")))
+        update = replace(update, outcome="delivered" if delivered else "failed",
+                         error="; ".join(errors)[:500] or None)
+    kind = "FinalUpdate" if plan.final else "StakeholderUpdate"
+    await _record_update(run, update, (kind, f"stakeholder update {update.outcome}"
+                                       + (f": {update.error}" if update.error else "")))
+
+
+async def _record_update(run: Run, update: inc.Update, note: tuple[str, str] | None) -> None:
+    def upsert(s: inc.IncidentStatus) -> inc.IncidentStatus:
+        if any(u.at == update.at for u in s.updates):
+            updates = tuple(update if u.at == update.at else u for u in s.updates)
+        else:
+            updates = (*s.updates, update)[-inc.LIST_LIMIT:]
+        s = replace(s, updates=updates)
+        return inc.note(s, update.at, *note) if note else s
+
+    await run.apply(upsert)

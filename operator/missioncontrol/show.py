@@ -1,4 +1,5 @@
-"""Read-only tools for people: render a runbook (from a file or the cluster) as Markdown."""
+"""Read-only tools for people: a runbook or an incident's postmortem as Markdown, read from
+a file or from the cluster."""
 
 from __future__ import annotations
 
@@ -36,4 +37,34 @@ def render_runbook_command(source: str, *, namespace: str, kubeconfig: str | Non
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(render_runbook(runbook))
+    return 0
+
+
+def load_incident(source: str, *, namespace: str, kubeconfig: str | None) -> dict:
+    path = Path(source)
+    if path.exists():
+        for doc in yaml.safe_load_all(path.read_text()):
+            if doc and doc.get("kind") == "Incident":
+                return doc
+        raise ModelError("", f"{source} holds no Incident")
+    from kubernetes import client
+
+    from . import GROUP, VERSION
+    from .kube import load_client
+
+    api = client.CustomObjectsApi(load_client(kubeconfig))
+    return api.get_namespaced_custom_object(GROUP, VERSION, namespace, "incidents", source)
+
+
+def postmortem_command(source: str, *, namespace: str, kubeconfig: str | None) -> int:
+    from kubernetes.client.rest import ApiException
+
+    from .postmortem import render_postmortem
+
+    try:
+        incident = load_incident(source, namespace=namespace, kubeconfig=kubeconfig)
+    except (ModelError, ApiException) as exc:
+        print(f"error: {getattr(exc, 'reason', None) or exc}", file=sys.stderr)
+        return 2
+    print(render_postmortem(incident))
     return 0

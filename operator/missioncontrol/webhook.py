@@ -30,6 +30,7 @@ class WebhookOptions:
     host: str = "127.0.0.1"           # how the API server reaches us (URL mode)
     listen: str = "0.0.0.0"
     service: str | None = None        # "namespace/name": reach us through a Service instead
+    service_port: int = 443           # the Service's port (it forwards to `port`)
     config_name: str = "mission-control-freeze"
     namespaces: tuple[str, ...] = ()  # limit the webhook to these namespaces (none: all)
 
@@ -65,7 +66,7 @@ def configuration(options: WebhookOptions, ca: bytes) -> dict:
     if options.service:
         namespace, name = options.service.split("/", 1)
         client_config = {"service": {"namespace": namespace, "name": name,
-                                     "path": f"/{HANDLER_PATH}", "port": options.port}}
+                                     "path": f"/{HANDLER_PATH}", "port": options.service_port}}
     else:
         client_config = {"url": f"https://{options.host}:{options.port}/{HANDLER_PATH}"}
     client_config["caBundle"] = base64.b64encode(ca).decode()

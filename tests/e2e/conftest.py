@@ -14,8 +14,9 @@ import yaml
 from kubernetes import client
 
 from harness import objects
+from harness.crds import install as install_crds
 from harness.operator import OperatorProcess
-from harness.procs import wait_for
+from harness.procs import HarnessError, wait_for
 from harness.receiver import Receiver
 
 REPO = Path(__file__).resolve().parents[2]
@@ -26,18 +27,7 @@ PLURALS = {"Runbook": "runbooks", "IncidentPolicy": "incidentpolicies",
 
 @pytest.fixture(scope="session")
 def crds(env) -> None:
-    env.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
-    ext = client.ApiextensionsV1Api(env.api)
-
-    def established() -> bool:
-        for plural in PLURALS.values():
-            crd = ext.read_custom_resource_definition(f"{plural}.{GROUP}")
-            if not any(c.type == "Established" and c.status == "True"
-                       for c in crd.status.conditions or []):
-                return False
-        return True
-
-    wait_for(established, timeout=60, what="the CRDs to be Established")
+    install_crds(env.kubectl, env.api)
 
 
 @pytest.fixture
@@ -112,7 +102,32 @@ class Cluster:
         def reached() -> dict | None:
             body = self.get("Incident", name)
             return body if (body.get("status") or {}).get("phase") in phases else None
-        return wait_for(reached, timeout=timeout, what=f"incident {name} to reach {phases}")
+        try:
+            return wait_for(reached, timeout=timeout, what=f"incident {name} to reach {phases}")
+        except HarnessError as exc:
+            raise HarnessError(f"{exc}\n{self.describe(name)}") from None
+
+    def describe(self, name: str) -> str:
+        """What a failing test needs to see of an incident."""
+        status = self.get("Incident", name).get("status") or {}
+        conditions = ", ".join(f"{c['type']}={c['status']}({c.get('reason')})"
+                               for c in status.get("conditions") or [])
+        lines = [f"phase {status.get('phase')}; conditions {conditions}"]
+        lines += [f"step {s['id']}: {s['state']} {s.get('message', '')}"
+                  for s in status.get("steps") or []]
+        lines += [f"{e['at']} {e['type']}: {e['message']}" for e in status.get("timeline") or []]
+        target = self.get("Incident", name)["spec"]["target"]["name"]
+        for policy in self.list("IncidentPolicy"):
+            for state in (policy.get("status") or {}).get("targets") or []:
+                if state["name"] == target:
+                    lines.append(f"policy {policy['metadata']['name']} target: {state}")
+        try:
+            dep = self.deployment(target)
+            lines.append(f"deployment generation {dep.metadata.generation} status "
+                         f"{dep.status.to_dict()}")
+        except client.ApiException as exc:
+            lines.append(f"deployment: {exc.reason}")
+        return "\n".join(lines)
 
 
 @pytest.fixture

@@ -16,7 +16,8 @@ def deployment(
     probe_period: int = 1,
 ) -> dict:
     """A Deployment with a readiness probe; `ready=False` makes the simulator fail the probe."""
-    pod_annotations = {} if ready else {READY: "false"}
+    # Said either way: a patch of the template must be able to turn it back on.
+    pod_annotations = {READY: "true" if ready else "false"}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

@@ -11,7 +11,8 @@ async def notify(ctx: StepContext, step: Step) -> StepResult:
     summary = params.message or ctx.incident["spec"].get("summary", "")
     pages = await ctx.page(params.roles, "page", summary)
     sent = [p for p in ctx.status.pages if p.role in params.roles] + list(pages)
-    delivered = sorted({f"{p.role} ({p.contact})" for p in sent if p.outcome == "delivered"})
+    delivered = sorted({f"{p.role} ({p.contact})" for p in sent
+                        if p.outcome in ("delivered", "unconfirmed")})
     planned = sorted({f"{p.role} ({p.contact})" for p in sent if p.outcome == "planned"})
     failed = sorted({f"{p.role}: {p.error}" for p in pages if p.outcome == "failed"})
     if ctx.dry_run:

@@ -19,7 +19,10 @@ def _open(status: kopf.Status, **_: object) -> bool:
     return (status or {}).get("phase") in inc.OPEN_PHASES
 
 
-@kopf.daemon(GROUP, VERSION, "incidents", id="drive", when=_open, cancellation_timeout=10)
+# A graceful period first (the backoff), so a resolving incident finishes its round:
+# the all-clear and the PagerDuty resolves go out before the daemon ends.
+@kopf.daemon(GROUP, VERSION, "incidents", id="drive", when=_open, cancellation_backoff=20,
+             cancellation_timeout=10)
 async def drive_incident(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped,
                          **_: object) -> None:
     run = Run(memo.engine, _plain(body))

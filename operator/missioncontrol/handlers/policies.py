@@ -11,7 +11,8 @@ from ..kube import ApiException
 from ..records import from_dict, to_dict
 
 
-@kopf.daemon(GROUP, VERSION, "incidentpolicies", id="guard", cancellation_timeout=10)
+@kopf.daemon(GROUP, VERSION, "incidentpolicies", id="guard", cancellation_backoff=5,
+             cancellation_timeout=10)
 async def guard_policy(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped,
                        logger: logging.Logger, **_: object) -> None:
     # Our own last write is the truth about status: the watch may lag behind it.

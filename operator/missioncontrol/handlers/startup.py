@@ -23,6 +23,8 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo,
     settings.networking.request_timeout = 30
     # Peering: kopf's own (no Lease); HA replicas need distinct --priority values.
     settings.peering.standalone = memo.options.standalone
+    # With peering asked for, a missing peering object must stop us, not let every replica act.
+    settings.peering.mandatory = not memo.options.standalone
     settings.peering.priority = memo.options.priority
     settings.peering.name = memo.options.peering_name
     settings.peering.clusterwide = not memo.options.namespaces
