@@ -241,13 +241,16 @@ class Run:
                 s = inc.move(s, now, inc.FAILED, f"step {step.id} failed: {result.message}")
             return s
 
-        await self.apply(record)
+        if result.escalate or _blocks(step, result.state):
+            # The step's record and its escalation land in one write.
+            await self.escalate(loaded, f"step:{step.id}", result.escalate or result.message,
+                                also=record)
+        else:
+            await self.apply(record)
         if loaded.deployment is not None:
             kind = "Warning" if result.state in (inc.STEP_FAILED, inc.SKIPPED) else "Normal"
             self.e.post_event(_ref(loaded.deployment), kind, _reason(step.action),
                               f"incident {self.name}: {result.message}"[:1000])
-        if result.escalate or _blocks(step, result.state):
-            await self.escalate(loaded, f"step:{step.id}", result.escalate or result.message)
 
     # -- people -------------------------------------------------------------------------------
     def brief(self, loaded: Loaded) -> Brief:
@@ -293,17 +296,29 @@ class Run:
             await self.page(loaded, roles, "page", self.body["spec"].get("summary", ""))
 
     async def escalate(self, loaded: Loaded, key: str, why: str,
-                       roles: tuple[str, ...] | None = None) -> None:
+                       roles: tuple[str, ...] | None = None,
+                       also: Callable[[inc.IncidentStatus], inc.IncidentStatus] | None = None
+                       ) -> None:
+        """Escalate once per key: record it (with `also`, in the same write) and page the
+        next tier (the first escalation rule's roles, unless `roles` says)."""
         if any(e.after == key for e in self.status.escalations):
+            if also is not None:
+                await self.apply(also)
             return
         escalation = loaded.runbook.escalation
         if roles is None:
             roles = escalation.rules[0].page if escalation.rules else escalation.page
         now = self.e.clock()
         why = why[:1000]
-        await self.apply(lambda s: inc.escalate(
-            replace(s, escalations=(*s.escalations, inc.EscalationRecord(key, why, roles, now))),
-            now, "Escalated", f"{why}; paging {', '.join(roles) or 'nobody'}"))
+
+        def change(s: inc.IncidentStatus) -> inc.IncidentStatus:
+            s = also(s) if also is not None else s
+            s = replace(s, escalations=(*s.escalations,
+                                        inc.EscalationRecord(key, why, roles, now)))
+            return inc.escalate(s, now, "Escalated",
+                                f"{why}; paging {', '.join(roles) or 'nobody'}")
+
+        await self.apply(change)
         self.start_background(f"page:{key}", self.page(loaded, roles, "page",
                                                        f"escalated: {why}"))
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import datetime
 import json
-import re
 import shlex
 
 from . import durations, timeutil
 from . import incident as inc
+from .markdown import code, oneline
 from .records import from_dict
 
 NONE = "—"
@@ -82,22 +82,9 @@ def _utc(moment: float) -> datetime.datetime:
     return datetime.datetime.fromtimestamp(moment, datetime.UTC)
 
 
-def _oneline(text: str) -> str:
-    return re.sub(r"\s+", " ", text or "").strip()
-
-
-def _code(text: str) -> str:
-    """Inline code that survives backticks in the text (a fence longer than any run in it)."""
-    text = _oneline(text)
-    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
-    fence = "`" * (longest + 1)
-    pad = " " if text.startswith("`") or text.endswith("`") else ""
-    return f"{fence}{pad}{text}{pad}{fence}"
-
-
 def _cell(text: object) -> str:
     """One Markdown table cell: on one line, pipes escaped, never empty."""
-    value = _oneline("" if text is None else str(text)).replace("|", "\\|")
+    value = oneline("" if text is None else str(text)).replace("|", "\\|")
     return value or NONE
 
 
@@ -107,7 +94,7 @@ def _table(head: list[str], rows: list[list[object]]) -> list[str]:
 
 
 def _sentence(text: str) -> str:
-    text = _oneline(text)
+    text = oneline(text)
     return text if not text or text[-1] in ".!?" else text + "."
 
 
@@ -116,7 +103,7 @@ def _plural(count: int, word: str, many: str = "") -> str:
 
 
 def _value(value: str | None, missing: str) -> str:
-    return _code(value) if value not in (None, "") else missing
+    return code(value) if value not in (None, "") else missing
 
 
 def _due(text: str) -> str:
@@ -212,7 +199,7 @@ class _Postmortem:
             for e in s.evidence:
                 value = f" (value {e.value:g})" if e.value is not None else ""
                 lines.append(f"- **{e.condition}**: {e.outcome}{value}"
-                             + (f" — {_oneline(e.message)}" if e.message else "")
+                             + (f" — {oneline(e.message)}" if e.message else "")
                              + (f", at {self.clock(e.at)} UTC" if e.at is not None else ""))
         return lines
 
@@ -284,7 +271,7 @@ class _Postmortem:
         if b.dashboards:
             lines += ["", "Dashboards:", ""]
             lines += _table(["Dashboard", "Query", "State", "Value"], [
-                [d.name, _code(d.query), d.state, d.value] for d in b.dashboards])
+                [d.name, code(d.query), d.state, d.value] for d in b.dashboards])
         else:
             lines += ["", "No dashboards were queried."]
         return lines
@@ -327,10 +314,10 @@ class _Postmortem:
         for number, step in enumerate(steps, 1):
             lines.append(f"{number}. **{step.id}** (`{step.action}`): {self._step_state(step)}")
             if step.message:
-                lines.append(f"   - Result: {_oneline(step.message)}")
+                lines.append(f"   - Result: {oneline(step.message)}")
             verb = "Would change" if step.state == inc.PLANNED else "Changed"
             for c in step.changes:
-                lines.append(f"   - {verb} {_object(c)} {_code(c.field)}: "
+                lines.append(f"   - {verb} {_object(c)} {code(c.field)}: "
                              f"{_value(c.from_, '(unset)')} -> {_value(c.to, '(removed)')}")
         return lines
 
@@ -420,7 +407,7 @@ class _Postmortem:
         if s.escalations:
             for e in s.escalations:
                 lines.append(f"- {self.clock(e.at)} UTC ({since(e.at, self.t0)}), rule "
-                             f"`{e.after}`: {_oneline(e.when)}; paged "
+                             f"`{e.after}`: {oneline(e.when)}; paged "
                              f"{', '.join(e.roles) or 'nobody'}")
         else:
             lines.append("No escalations.")
@@ -517,11 +504,11 @@ class _Postmortem:
         lines = []
         missing = []
         for index, item in enumerate(items):
-            who = _oneline(item.get("assignee") or "")
+            who = oneline(item.get("assignee") or "")
             if not who:
                 missing.append(index)
             due = f" (due {_due(item['due'])})" if item.get("due") else ""
-            lines.append(f"- [ ] {_oneline(item.get('title') or '(untitled)')} — "
+            lines.append(f"- [ ] {oneline(item.get('title') or '(untitled)')} — "
                          + (who if who else "**no assignee**") + due)
         if missing:
             ops = [{"op": "add", "path": f"/spec/actionItems/{i}/assignee", "value": "who"}

@@ -5,9 +5,8 @@ numbers that matter (counts, intervals, deadlines) in the sentence rather than i
 
 from __future__ import annotations
 
-import re
-
 from . import durations, model
+from .markdown import code, oneline
 
 WHEN = {"Always": "", "NotMitigated": "if not mitigated", "NotRecovered": "if not recovered",
         "SLOBreached": "if the recovery SLO is breached"}
@@ -17,7 +16,7 @@ CHECKS = {"QueryPlanDiff": "query-plan diff", "IndexRecommendations": "index rec
 def render_runbook(runbook: model.Runbook) -> str:
     sections = [
         [f"# {runbook.id}: {runbook.title} ({runbook.severity})"],
-        [_oneline(runbook.summary)] if runbook.summary else [],
+        [oneline(runbook.summary)] if runbook.summary else [],
         ["## Trigger", "", *_trigger(runbook.trigger)],
         [f"## {_first(runbook.first_response_within)}", "", *_steps(runbook.steps)],
         ["## Escalation", "", *_escalation(runbook.escalation)],
@@ -29,20 +28,6 @@ def render_runbook(runbook: model.Runbook) -> str:
 
 def _dur(seconds: float) -> str:
     return durations.format(seconds)
-
-
-def _oneline(text: str) -> str:
-    # YAML folded scalars and multi-line queries read best on one line in a list item.
-    return re.sub(r"\s+", " ", text).strip()
-
-
-def _code(text: str) -> str:
-    """Inline code that survives backticks in the text (a fence longer than any run in it)."""
-    text = _oneline(text)
-    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
-    fence = "`" * (longest + 1)
-    pad = " " if text.startswith("`") or text.endswith("`") else ""
-    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def _and(items: tuple[str, ...] | list[str]) -> str:
@@ -68,7 +53,7 @@ def _trigger(trigger: model.Trigger) -> list[str]:
     lines.append("")
     for condition in trigger.conditions:
         head = f"- **{condition.name}**"
-        lines.append(f"{head}: {_oneline(condition.description)}" if condition.description
+        lines.append(f"{head}: {oneline(condition.description)}" if condition.description
                      else head)
         lines.append(f"  - {_condition(condition.detector)}")
     return lines
@@ -87,9 +72,9 @@ def _condition(d: model.Detector) -> str:
         if d.sustain is not None:
             spans.append(f"for {_dur(d.sustain)}")
         held = " and ".join(spans) if spans else "on any check"
-        return f"{_code(d.query)} {side} {held} (checked every {_dur(d.interval)})"
+        return f"{code(d.query)} {side} {held} (checked every {_dur(d.interval)})"
     rise = f"x{d.factor:g}" + (f" and +{d.min_increase:g}" if d.min_increase else "")
-    return (f"{_code(d.query)} rises sharply: {rise} within {_dur(d.window)} "
+    return (f"{code(d.query)} rises sharply: {rise} within {_dur(d.window)} "
             f"(checked every {_dur(d.interval)})")
 
 
@@ -98,7 +83,7 @@ def _steps(steps: tuple[model.Step, ...]) -> list[str]:
     lines = []
     for number, step in enumerate(steps, 1):
         head = f"{number}. **{step.id}**"
-        lines.append(f"{head}: {_oneline(step.description)}" if step.description else head)
+        lines.append(f"{head}: {oneline(step.description)}" if step.description else head)
         # Nested bullets (indented past "1. "), so Markdown keeps them inside the step.
         lines += [f"   - {line}" for line in _params(step.action, step.params)]
         if step.timeout is not None:
@@ -116,8 +101,8 @@ def _params(action: str, p: object) -> list[str]:
         return [f"Freeze rollouts of {what} while the incident needs it "
                 f"(at most {_dur(p.max_duration)})."]
     if isinstance(p, model.AssessBlastRadius):
-        return ([f"Dashboard {d.name}: {_code(d.query)}" for d in p.dashboards]
-                + [f"Synthetic check {c.name}: {c.method} {_code(c.url)} expects "
+        return ([f"Dashboard {d.name}: {code(d.query)}" for d in p.dashboards]
+                + [f"Synthetic check {c.name}: {c.method} {code(c.url)} expects "
                    f"{c.expect_status} within {_dur(c.timeout)}" for c in p.synthetic_checks])
     if isinstance(p, model.Rollback):
         to = ("the last known healthy release" if p.to == "LastHealthy"
@@ -134,14 +119,14 @@ def _params(action: str, p: object) -> list[str]:
     if isinstance(p, model.PauseConsumers):
         return [f"Pause the consumers selected by `{p.selector.to_query() or '(everything)'}`."]
     if isinstance(p, model.ReplaySample):
-        command = f", running {_code(' '.join(p.command))}" if p.command else ""
+        command = f", running {code(' '.join(p.command))}" if p.command else ""
         return [f"Replay a sample of {p.sample} events in namespace `{p.namespace}` with "
                 f"image `{p.image}`{command}."]
     if isinstance(p, model.IdentifySlowQueries):
         return [f"List the top {p.top} slow queries of the database in Secret "
                 f"`{p.database.name}` (key `{p.database.key}`)."]
     if isinstance(p, model.Notify):
-        message = f": \"{_oneline(p.message)}\"" if p.message else ""
+        message = f": \"{oneline(p.message)}\"" if p.message else ""
         return [f"Page {_and(p.roles)}{message}."]
     return [f"{action}: {p}"]   # pragma: no cover - every action of the model is listed above
 
@@ -165,7 +150,7 @@ def _escalation(e: model.Escalation) -> list[str]:
 
 def _recovery(r: model.Recovery) -> list[str]:
     lines = [f"Recovered within {_dur(r.slo)} of detection"
-             + (f": {_oneline(r.description)}." if r.description else ".")]
+             + (f": {oneline(r.description)}." if r.description else ".")]
     lines.append(f"Counted as recovered once the service has been stable for "
                  f"{_dur(r.stable_for)} without a break.")
     return lines

@@ -12,48 +12,39 @@ from .model import Runbook
 from .parse import ModelError
 
 
-def load_runbook(source: str, *, namespace: str, kubeconfig: str | None) -> dict:
+def load(kind: str, source: str, *, namespace: str, kubeconfig: str | None) -> dict:
+    """A Runbook or Incident from a YAML file, or by name from the cluster."""
     path = Path(source)
     if path.exists():
         for doc in yaml.safe_load_all(path.read_text()):
-            if doc and doc.get("kind") == "Runbook":
+            if doc and doc.get("kind") == kind:
                 return doc
-        raise ModelError("", f"{source} holds no Runbook")
+        raise ModelError("", f"{source} holds no {kind}")
     from kubernetes import client
 
     from . import GROUP, VERSION
-    from .kube import load_client
+    from .kube import PLURALS, load_client
 
     api = client.CustomObjectsApi(load_client(kubeconfig))
-    return api.get_namespaced_custom_object(GROUP, VERSION, namespace, "runbooks", source)
+    return api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURALS[kind], source)
 
 
 def render_runbook_command(source: str, *, namespace: str, kubeconfig: str | None) -> int:
+    from kubernetes.client.rest import ApiException
+
     from .render import render_runbook
 
     try:
-        runbook = Runbook.parse(load_runbook(source, namespace=namespace, kubeconfig=kubeconfig))
+        runbook = Runbook.parse(load("Runbook", source, namespace=namespace,
+                                     kubeconfig=kubeconfig))
     except ModelError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except ApiException as exc:
+        print(f"error: {exc.reason}", file=sys.stderr)
+        return 2
     print(render_runbook(runbook))
     return 0
-
-
-def load_incident(source: str, *, namespace: str, kubeconfig: str | None) -> dict:
-    path = Path(source)
-    if path.exists():
-        for doc in yaml.safe_load_all(path.read_text()):
-            if doc and doc.get("kind") == "Incident":
-                return doc
-        raise ModelError("", f"{source} holds no Incident")
-    from kubernetes import client
-
-    from . import GROUP, VERSION
-    from .kube import load_client
-
-    api = client.CustomObjectsApi(load_client(kubeconfig))
-    return api.get_namespaced_custom_object(GROUP, VERSION, namespace, "incidents", source)
 
 
 def postmortem_command(source: str, *, namespace: str, kubeconfig: str | None) -> int:
@@ -62,7 +53,7 @@ def postmortem_command(source: str, *, namespace: str, kubeconfig: str | None) -
     from .postmortem import render_postmortem
 
     try:
-        incident = load_incident(source, namespace=namespace, kubeconfig=kubeconfig)
+        incident = load("Incident", source, namespace=namespace, kubeconfig=kubeconfig)
     except (ModelError, ApiException) as exc:
         print(f"error: {getattr(exc, 'reason', None) or exc}", file=sys.stderr)
         return 2

@@ -276,3 +276,21 @@ def test_a_restart_mid_incident_sends_nothing_twice(rb001, cluster, receiver):
     assert len(receiver.requests("/updates")) == len(sent)
     times = [u["at"] for u in sent]
     assert len(times) == len(set(times))
+
+
+def test_a_severity_change_is_recorded_and_the_cadence_follows(rb001, cluster, receiver, env):
+    setup(cluster, receiver, cadence="1h", rules=[{"after": "20m", "page": ["platform-lead"]}])
+    rb001.start_operator()
+    name = never_healthy(cluster)
+    receiver.wait_for_requests("/updates", 1, timeout=30)   # at detection; next one in 1h
+    env.kubectl("patch", "incident", name, "--type=merge", "-p", '{"spec":{"severity":"SEV1"}}',
+                namespace=cluster.namespace)
+    # SEV1's cadence is 1s here: an update at once, then one a second.
+    updates = receiver.wait_for_requests("/updates", 4, timeout=30)
+    assert all(u.json["severity"] == "SEV1" for u in updates[1:])
+    status = cluster.get("Incident", name)["status"]
+    assert status["severity"] == "SEV1"
+    assert any(e["type"] == "SeverityChanged" and e["message"] == "severity SEV2 -> SEV1"
+               for e in status["timeline"])
+    board = env.kubectl("get", "incident", name, namespace=cluster.namespace).stdout
+    assert "SEV1" in board
