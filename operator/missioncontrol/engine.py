@@ -18,8 +18,8 @@ from . import metrics, people, podtemplate, recovery
 from .actions import EXECUTORS, StepContext, StepResult
 from .actions import freeze as freezing
 from .detect.release import TargetState
+from .guard import POLICY_NAMESPACE, find_ownership
 from .guard import Context as GuardContext
-from .guard import find_ownership
 from .kube import ApiException, Kube
 from .model import Ownership, Policy, Runbook, Step, effective_runbook
 from .notifiers import DEFAULT_POLICY
@@ -143,15 +143,10 @@ class Run:
     async def load(self) -> Loaded | str:
         spec = self.body["spec"]
         kube = self.e.kube
-        runbook_body = await kube.get("Runbook", self.namespace, spec["runbook"]["name"])
-        policy_body = await kube.get("IncidentPolicy", self.namespace, spec.get("policy", ""))
-        if runbook_body is None:
-            for body in await kube.list("IncidentPolicy"):
-                if body["metadata"]["name"] == spec.get("policy"):
-                    policy_body = body
-                    runbook_body = await kube.get("Runbook", body["metadata"]["namespace"],
-                                                  spec["runbook"]["name"])
-                    break
+        where = (self.body["metadata"].get("annotations") or {}).get(POLICY_NAMESPACE,
+                                                                     self.namespace)
+        runbook_body = await kube.get("Runbook", where, spec["runbook"]["name"])
+        policy_body = await kube.get("IncidentPolicy", where, spec.get("policy", ""))
         if runbook_body is None:
             return f"runbook {spec['runbook']['name']} not found: cannot run its steps"
         try:

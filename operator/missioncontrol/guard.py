@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 LABEL_POLICY = "missioncontrol.dev/policy"
 LABEL_TARGET = "missioncontrol.dev/target"
 LABEL_RUNBOOK = "missioncontrol.dev/runbook"
+# The policy may live in another namespace than the incident (a namespaceSelector policy).
+POLICY_NAMESPACE = "missioncontrol.dev/policy-namespace"
 LAST_HEALTHY = "missioncontrol.dev/last-healthy-revision"
 
 
@@ -208,7 +210,8 @@ async def open_incident(ctx: Context, policy: Policy, runbook: Runbook, target: 
         "apiVersion": "missioncontrol.dev/v1alpha1", "kind": "Incident",
         "metadata": {"name": name, "namespace": namespace, "labels": {
             LABEL_POLICY: policy.name, LABEL_TARGET: deployment,
-            LABEL_RUNBOOK: runbook.id.lower()}},
+            LABEL_RUNBOOK: runbook.id.lower()},
+            "annotations": {POLICY_NAMESPACE: policy.namespace}},
         "spec": spec,
     }
     try:
