@@ -23,6 +23,7 @@ def _run(args: argparse.Namespace) -> int:
         webhook = WebhookOptions(port=args.webhook_port, host=args.webhook_host,
                                  service=args.webhook_service,
                                  service_port=args.webhook_service_port, config_name=name,
+                                 secret=args.webhook_secret,
                                  namespaces=tuple(args.namespace))
     options = Options(
         namespaces=tuple(args.namespace), dry_run=args.dry_run,
@@ -78,6 +79,9 @@ def parser() -> argparse.ArgumentParser:
                      help="reach the webhook through this Service instead of a URL")
     run.add_argument("--webhook-service-port", type=int, default=443,
                      help="the port of that Service (it forwards to --webhook-port)")
+    run.add_argument("--webhook-secret", default=None, metavar="NAMESPACE/NAME",
+                     help="keep the webhook's certificate in this Secret, so that every "
+                          "replica serves the same one (made by the first to start)")
     run.add_argument("--instance", default="",
                      help="a suffix for cluster-wide names (the webhook configuration), so "
                           "several operators can share a cluster")

@@ -10,6 +10,7 @@ configuration)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import tempfile
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ class WebhookOptions:
     service_port: int = 443           # the Service's port (it forwards to `port`)
     config_name: str = "mission-control-freeze"
     namespaces: tuple[str, ...] = ()  # limit the webhook to these namespaces (none: all)
+    secret: str | None = None         # "namespace/name": share the certificate (HA replicas)
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,7 @@ class Certificates:
     certfile: str
     pkeyfile: str
     cafile: str
+    directory: str
 
 
 def make_certificates(options: WebhookOptions) -> Certificates:
@@ -53,7 +56,53 @@ def make_certificates(options: WebhookOptions) -> Certificates:
     serving = tls.issue(ca, directory, "webhook", common_name=hosts[-1],
                         hosts=tuple(dict.fromkeys(hosts)))
     return Certificates(ca.cert.read_bytes(), str(serving.cert), str(serving.key),
-                        str(ca.cert))
+                        str(ca.cert), str(directory))
+
+
+async def shared_certificates(kube: Kube, options: WebhookOptions) -> Certificates:
+    """The certificate every replica serves, kept in a Secret: the first replica to start
+    makes it, the others read it. (Each making its own CA would leave the webhook
+    configuration trusting only the last replica to start.)"""
+    namespace, name = options.secret.split("/", 1)
+    for _ in range(3):
+        try:
+            secret = await kube.json(kube.core.read_namespaced_secret, name, namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+        else:
+            return await asyncio.to_thread(_from_secret, secret.get("data") or {})
+        certs = await asyncio.to_thread(make_certificates, options)
+        data = await asyncio.to_thread(_secret_data, certs)
+        body = {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
+                "metadata": {"name": name, "namespace": namespace,
+                             "labels": {"app.kubernetes.io/managed-by": "mission-control"}},
+                "data": data}
+        try:
+            await kube.call(kube.core.create_namespaced_secret, namespace, body)
+            return certs
+        except ApiException as exc:
+            if exc.status != 409:   # another replica made it first: read theirs
+                raise
+    raise RuntimeError(f"could not read or create the webhook Secret {options.secret}")
+
+
+def _secret_data(certs: Certificates) -> dict[str, str]:
+    return {key: base64.b64encode(Path(path).read_bytes()).decode()
+            for key, path in (("ca.crt", certs.cafile), ("tls.crt", certs.certfile),
+                              ("tls.key", certs.pkeyfile))}
+
+
+def _from_secret(data: dict) -> Certificates:
+    directory = Path(tempfile.mkdtemp(prefix="missioncontrol-webhook-"))
+    paths = {}
+    for key in ("ca.crt", "tls.crt", "tls.key"):
+        path = directory / key
+        path.write_bytes(base64.b64decode(data[key]))
+        path.chmod(0o600)
+        paths[key] = str(path)
+    return Certificates(Path(paths["ca.crt"]).read_bytes(), paths["tls.crt"], paths["tls.key"],
+                        paths["ca.crt"], str(directory))
 
 
 def server(options: WebhookOptions, certs: Certificates) -> kopf.WebhookServer:

@@ -26,6 +26,7 @@ DEPLOY = REPO / "deploy"
 SA_NAMESPACE = SA_NAME = "mission-control"
 SUBJECT = f"system:serviceaccount:{SA_NAMESPACE}:{SA_NAME}"
 WEBHOOK_CONFIG = "mission-control-freeze"   # the name without --instance, as deployed
+WEBHOOK_SECRET = "mission-control-webhook-tls"  # --webhook-secret, as deployed
 # What an RBAC refusal looks like in the operator's log: the client's "403 Forbidden", kopf's
 # "Code: 403" and its "Not enough permissions" fallbacks. A bare 403 preceded by a comma or
 # digit is a log timestamp's milliseconds or part of a number, not a status.
@@ -92,13 +93,23 @@ def operator_as_sa(env, namespace, sa_kubeconfig, tmp_path):
             if exc.status != 404:
                 raise
 
+    def delete_secret() -> None:
+        try:
+            client.CoreV1Api(env.api).delete_namespaced_secret(WEBHOOK_SECRET, SA_NAMESPACE)
+        except client.ApiException as exc:
+            if exc.status != 404:
+                raise
+
     delete_config()   # a leftover would let the operator get by without "create"
+    delete_secret()
     started: list[OperatorProcess] = []
 
     def start() -> OperatorProcess:
         op = OperatorProcess(sa_kubeconfig, namespace, tmp_path / "operator-sa.log",
                              prometheus_url=env.prometheus_url,
-                             extra=("--instance", "")).start()   # last --instance wins
+                             extra=("--instance", "",   # last --instance wins
+                                    "--webhook-secret", f"{SA_NAMESPACE}/{WEBHOOK_SECRET}"),
+                             ).start()
         started.append(op)
         return op
 
@@ -106,6 +117,7 @@ def operator_as_sa(env, namespace, sa_kubeconfig, tmp_path):
     for op in started:
         op.stop()
     delete_config()
+    delete_secret()
 
 
 def allowed(env, verb: str, resource: str, namespace: str | None = None,
@@ -217,10 +229,13 @@ def test_readiness_path_runs_with_the_shipped_rbac(env, rb001, cluster, receiver
     assert any(c["type"] == "Ready" and c["status"] == "True"
                for c in (runbook.get("status") or {}).get("conditions") or [])
 
-    # The operator created its webhook configuration itself (get, create).
+    # The operator created its webhook configuration itself (get, create), trusting the CA
+    # it keeps in the shared Secret (create, in its own namespace only).
     admission = client.AdmissionregistrationV1Api(env.api)
     config = admission.read_validating_webhook_configuration(WEBHOOK_CONFIG)
-    assert config.webhooks[0].client_config.ca_bundle
+    shared = client.CoreV1Api(env.api).read_namespaced_secret(WEBHOOK_SECRET, SA_NAMESPACE)
+    assert shared.type == "kubernetes.io/tls"
+    assert config.webhooks[0].client_config.ca_bundle == shared.data["ca.crt"]
     # kopf posted its events (core v1 create).
     events = client.CoreV1Api(env.api).list_namespaced_event(namespace).items
     assert any(e.involved_object.kind == "Incident" and e.reporting_component == "kopf"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 
 import kopf
 
@@ -29,8 +30,18 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo,
     settings.peering.name = memo.options.peering_name
     settings.peering.clusterwide = not memo.options.namespaces
     if memo.options.webhook is not None:
-        certs = webhook.make_certificates(memo.options.webhook)
+        options = memo.options.webhook
+        certs = (await webhook.shared_certificates(memo.kube, options) if options.secret
+                 else webhook.make_certificates(options))
+        memo.webhook_files = certs.directory
         settings.admission.server = webhook.server(memo.options.webhook, certs)
         settings.admission.managed = None   # we manage the configuration: see webhook.py
         await webhook.install(memo.kube, memo.options.webhook, certs.ca)
         logger.info("freeze webhook %s installed", memo.options.webhook.config_name)
+
+
+@kopf.on.cleanup()
+def remove_files(memo: kopf.Memo, **_: object) -> None:
+    """The certificate files were only for this process: leave nothing behind."""
+    if getattr(memo, "webhook_files", None):
+        shutil.rmtree(memo.webhook_files, ignore_errors=True)
