@@ -27,3 +27,16 @@ def format(seconds: float) -> str:  # noqa: A001 - the natural name, used as dur
         return f"{minutes}m" if secs == 0 or minutes >= 10 else f"{minutes}m{secs:02d}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h{minutes:02d}m"
+
+
+def exact(seconds: float) -> str:
+    """A duration that keeps every second, in the form it is written: 10m, 10m30s, 1h30s.
+    Unlike `format`, two different durations never print alike."""
+    whole = int(seconds)
+    fraction = round(seconds - whole, 3)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{hours}h" if hours else "", f"{minutes}m" if minutes else ""]
+    if secs or fraction or not (hours or minutes):
+        parts.append(f"{secs + fraction:g}s")
+    return "".join(parts)

@@ -192,8 +192,10 @@ class Run:
                 return
 
     def start_background(self, key: str, work: Awaitable[None]) -> None:
+        """Run `work` beside the loop, once at a time per key; a finished key may run again
+        (a failed page is retried: see paging.page_roles for its pace)."""
         task = self.tasks.get(key)
-        if task is not None:
+        if task is not None and not task.done():
             work.close()
             return
         self.tasks[key] = asyncio.create_task(work, name=f"{self.name}:{key}")

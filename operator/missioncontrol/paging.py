@@ -67,6 +67,7 @@ async def send(kube: Kube, *, namespace: str, route: Route, brief: Brief, kind: 
 
 
 SENT = ("delivered", "planned", "sending", "unconfirmed")
+RETRY_AFTER = 60.0   # seconds between rounds of delivery to a failing receiver
 Record = Callable[[Page], Awaitable[None]]
 
 
@@ -85,7 +86,10 @@ async def page_roles(kube: Kube, *, ownership: Ownership | None, secrets_namespa
     before the first await, so two concurrent callers never page the same person."""
     busy = set() if busy is None else busy
     found, missing = recipients(ownership, roles)
-    done = {(p.role, p.contact, p.kind, p.round) for p in already if p.outcome in SENT}
+    # Sent, or failed less than RETRY_AFTER ago: a failed page is tried again at that pace.
+    done = {(p.role, p.contact, p.kind, p.round) for p in already
+            if p.outcome in SENT or (p.outcome == "failed" and p.at is not None
+                                     and now - p.at < RETRY_AFTER)}
     tried = {(p.role, p.contact, p.kind, p.round) for p in already}
     pages: list[Page] = []
     for role in missing:

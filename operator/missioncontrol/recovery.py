@@ -71,7 +71,8 @@ def holds(rule: EscalationRule, status: inc.IncidentStatus) -> bool:
 
 
 def rule_key(rule: EscalationRule) -> str:
-    return durations.format(rule.after)
+    """The rule's identity in status.escalations: its `after`, to the second."""
+    return durations.exact(rule.after)
 
 
 def due_rules(status: inc.IncidentStatus, runbook: Runbook,
