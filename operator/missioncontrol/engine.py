@@ -290,7 +290,8 @@ class Run:
     async def page_initial(self, loaded: Loaded) -> None:
         roles = loaded.runbook.escalation.page
         if roles:
-            await self.page(loaded, roles, "page", self.body["spec"].get("summary", ""))
+            await self.page(loaded, roles, "page", self.status.reason
+                            or self.body["spec"].get("summary", ""))
 
     async def escalate(self, loaded: Loaded, key: str, why: str,
                        roles: tuple[str, ...] | None = None,

@@ -102,7 +102,7 @@ async def announce_channel(run: Run, loaded: Loaded) -> None:
 
 async def repage(run: Run, loaded: Loaded, role: str, round_: int) -> None:
     await run.page(loaded, (role,), "page",
-                   f"still unacknowledged (page {round_}): {run.body['spec'].get('summary', '')}",
+                   f"still unacknowledged (page {round_}): {run.status.reason}",
                    round=round_)
 
 

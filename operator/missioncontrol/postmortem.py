@@ -176,7 +176,7 @@ class _Postmortem:
                       "for that reason."]
         what = _sentence(spec.get("summary") or f"{self.runbook_id} fired for {self.target}.")
         paragraph = [what]
-        if s.reason:
+        if s.reason and oneline(s.reason) not in oneline(spec.get("summary")):
             paragraph.append(f"Why it fired: {_sentence(s.reason)}")
         if self.t0 is not None:
             paragraph.append(f"Detected at {when(self.t0)}.")

@@ -8,7 +8,8 @@ from .base import StepContext, StepResult
 
 async def notify(ctx: StepContext, step: Step) -> StepResult:
     params: Notify = step.params
-    summary = params.message or ctx.incident["spec"].get("summary", "")
+    # The formats already name the runbook and target: the message says what fired.
+    summary = params.message or ctx.status.reason or ctx.incident["spec"].get("summary", "")
     pages = await ctx.page(params.roles, "page", summary)
     sent = [p for p in ctx.status.pages if p.role in params.roles] + list(pages)
     delivered = sorted({f"{p.role} ({p.contact})" for p in sent
