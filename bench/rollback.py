@@ -15,7 +15,6 @@ import os
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -30,9 +29,8 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from kubernetes import client, config, watch  # noqa: E402
 
-from harness import objects  # noqa: E402
+from harness import kubectl, objects  # noqa: E402
 from harness.cluster import LocalCluster  # noqa: E402
-from harness.controlplane import binaries_dir  # noqa: E402
 from harness.crds import install as install_crds  # noqa: E402
 from harness.procs import HarnessError, Proc, free_port, wait_for  # noqa: E402
 from harness.receiver import Receiver  # noqa: E402
@@ -202,9 +200,8 @@ class Bench:
         return wait_for(condition, timeout=timeout, what=what, alive=self.alive, interval=0.1)
 
     def kubectl(self, *args: str) -> None:
-        argv = [str(binaries_dir() / "kubectl"), f"--kubeconfig={self.cluster.kubeconfig}",
-                f"--cache-dir={self.root / 'kubectl-cache'}", *args]
-        result = subprocess.run(argv, capture_output=True, text=True, timeout=60)
+        result = kubectl.run(self.cluster.kubeconfig, *args,
+                             cache_dir=self.root / "kubectl-cache", timeout=60)
         if result.returncode != 0:
             raise BenchFailed(f"kubectl {' '.join(args)}: {result.stdout}{result.stderr}")
 

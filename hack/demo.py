@@ -49,8 +49,8 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from kubernetes import client, config  # noqa: E402
 
+from harness import kubectl  # noqa: E402
 from harness.cluster import LocalCluster  # noqa: E402
-from harness.controlplane import binaries_dir  # noqa: E402
 from harness.crds import install as install_crds  # noqa: E402
 from harness.procs import HarnessError, Proc, free_port, wait_for  # noqa: E402
 from harness.receiver import Receiver  # noqa: E402
@@ -135,7 +135,6 @@ class Demo:
         self.receiver: Receiver | None = None
         self.operator: Proc | None = None
         self.api: client.ApiClient | None = None
-        self.kubectl_bin = str(binaries_dir() / "kubectl")
         self.released_at = 0.0
 
     # -- plumbing -------------------------------------------------------------------------------
@@ -152,9 +151,8 @@ class Demo:
                 check: bool = True) -> subprocess.CompletedProcess:
         if show:
             say(f"$ kubectl {shlex.join(args)}", DIM)
-        argv = [self.kubectl_bin, f"--kubeconfig={self.cluster.kubeconfig}",
-                f"--cache-dir={self.root / 'kubectl-cache'}", *args]
-        result = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=60)
+        result = kubectl.run(self.cluster.kubeconfig, *args, input=input,
+                             cache_dir=self.root / "kubectl-cache", timeout=60)
         if check and result.returncode != 0:
             raise DemoFailed(f"kubectl {' '.join(args)} failed ({result.returncode}):\n"
                              f"{result.stdout}{result.stderr}")

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from kubernetes import client, config
 
+from harness import kubectl
 from harness.cluster import LocalCluster
-from harness.controlplane import binaries_dir
 from harness.exporter import Exporter
 from harness.procs import wait_for
 from harness.prometheus import Prometheus
@@ -35,20 +35,13 @@ class Env:
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True,
                 namespace: str | None = None) -> subprocess.CompletedProcess:
-        argv = [kubectl_binary(), f"--kubeconfig={self.kubeconfig}"]
         if namespace:
-            argv.append(f"--namespace={namespace}")
-        result = subprocess.run([*argv, *args], input=input, capture_output=True, text=True,
-                                timeout=120)
+            args = (f"--namespace={namespace}", *args)
+        result = kubectl.run(self.kubeconfig, *args, input=input)
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}):\n"
                                  f"{result.stdout}{result.stderr}")
         return result
-
-
-def kubectl_binary() -> str:
-    built = binaries_dir() / "kubectl"
-    return str(built) if built.exists() else (shutil.which("kubectl") or "kubectl")
 
 
 @pytest.fixture(scope="session")

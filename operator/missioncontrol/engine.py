@@ -53,6 +53,7 @@ class Loaded:
     policy: Policy | None
     ownership: Ownership | None
     deployment: dict | None
+    policy_status: dict | None = None   # as read this round: the guard's target checks
 
 
 class Run:
@@ -170,7 +171,8 @@ class Run:
         if deployment is not None and policy is not None:
             ctx = GuardContext(kube, self.e.prometheus, self.e.clock)
             ownership = await find_ownership(ctx, policy, deployment)
-        return Loaded(runbook, policy, ownership, deployment)
+        return Loaded(runbook, policy, ownership, deployment,
+                      (policy_body or {}).get("status") if policy is not None else None)
 
     # -- steps --------------------------------------------------------------------------------
     async def run_steps(self, loaded: Loaded) -> None:
@@ -372,17 +374,14 @@ class Run:
                 and freeze.allowed_template_hash:
             expected = podtemplate.fingerprint(dep["spec"]["template"]) \
                 == freeze.allowed_template_hash
-        failing, passing, unknown = await self.condition_outcomes(loaded)
+        failing, passing, unknown = self.condition_outcomes(loaded)
         return recovery.Health(True, rolled_out(dep), expected, failing, passing, unknown)
 
-    async def condition_outcomes(self, loaded: Loaded) -> tuple[tuple[str, ...], ...]:
-        """The trigger conditions as the policy's guard last checked them on this target."""
-        if loaded.policy is None:
-            return (), (), ()
-        body = await self.e.kube.get("IncidentPolicy", loaded.policy.namespace,
-                                     loaded.policy.name)
+    def condition_outcomes(self, loaded: Loaded) -> tuple[tuple[str, ...], ...]:
+        """The trigger conditions as the policy's guard last checked them on this target
+        (from the policy read this round: no second read)."""
         target = self.body["spec"]["target"]
-        for data in ((body or {}).get("status") or {}).get("targets") or []:
+        for data in (loaded.policy_status or {}).get("targets") or []:
             if (data.get("namespace"), data.get("name")) == (target["namespace"],
                                                              target["name"]):
                 state = from_dict(TargetState, data)
