@@ -418,7 +418,8 @@ class Run:
 
 def unconfirmed(status: inc.IncidentStatus) -> inc.IncidentStatus:
     """A page or update still "sending" when the last operator stopped may have reached
-    its receiver: it is marked unconfirmed and counts as sent (never sent twice)."""
+    its receiver: it is marked unconfirmed. An update then counts as sent; a page is sent
+    again under the same idempotency key (see paging.SENT)."""
     def fix(outcome: str) -> str:
         return "unconfirmed" if outcome == "sending" else outcome
     return replace(status,

@@ -50,7 +50,8 @@ async def secret_value(kube: Kube, namespace: str, route: Route) -> str | None:
 async def send(kube: Kube, *, namespace: str, route: Route, brief: Brief, kind: str,
                summary: str, role: str = "", details: dict[str, str] | None = None,
                now: float, policy: Policy = DEFAULT_POLICY):
-    """Deliver one message through one route; returns (outcome, attempts, error)."""
+    """Deliver one message through one route; returns (outcome, attempts, error).
+    `now` is the message's timestamp, part of its idempotency key."""
     secret = await secret_value(kube, namespace, route)
     if secret is None:
         return "failed", 0, (f"Secret {namespace}/{route.secret.name} has no key "
@@ -66,7 +67,11 @@ async def send(kube: Kube, *, namespace: str, route: Route, brief: Brief, kind: 
     return delivery.outcome, delivery.attempts, delivery.error
 
 
-SENT = ("delivered", "planned", "sending", "unconfirmed")
+# A page left "unconfirmed" by a crash (recorded as sending, outcome unknown) is sent again,
+# with its first timestamp: the same webhook Idempotency-Key and PagerDuty dedup_key, so a
+# receiver that got it drops the copy, and one that did not gets its page. A lost page is
+# worse than a duplicate the receiver can recognise.
+SENT = ("delivered", "planned", "sending")
 RETRY_AFTER = 60.0   # seconds between rounds of delivery to a failing receiver
 Record = Callable[[Page], Awaitable[None]]
 
@@ -91,6 +96,8 @@ async def page_roles(kube: Kube, *, ownership: Ownership | None, secrets_namespa
             if p.outcome in SENT or (p.outcome == "failed" and p.at is not None
                                      and now - p.at < RETRY_AFTER)}
     tried = {(p.role, p.contact, p.kind, p.round) for p in already}
+    first_sent = {(p.role, p.contact, p.kind, p.round): p.at for p in already
+                  if p.outcome == "unconfirmed" and p.at is not None}
     pages: list[Page] = []
     for role in missing:
         if only_route is None and (role, "", kind, round) not in tried:
@@ -110,15 +117,16 @@ async def page_roles(kube: Kube, *, ownership: Ownership | None, secrets_namespa
                 page = Page(who.role, who.contact, who.route.type, kind, now, "planned",
                             round=round)
             else:
-                await record(Page(who.role, who.contact, who.route.type, kind, now, "sending",
+                at = first_sent.get(key, now)
+                await record(Page(who.role, who.contact, who.route.type, kind, at, "sending",
                                   round=round))
                 try:
                     outcome, attempts, error = await send(
                         kube, namespace=secrets_namespace, route=who.route, brief=brief,
-                        kind=kind, summary=summary, role=who.role, now=now, policy=policy)
+                        kind=kind, summary=summary, role=who.role, now=at, policy=policy)
                 except Exception as exc:  # noqa: BLE001 - a failed page, never raised
                     outcome, attempts, error = "failed", 0, f"{type(exc).__name__}: {exc}"[:300]
-                page = Page(who.role, who.contact, who.route.type, kind, now, outcome,
+                page = Page(who.role, who.contact, who.route.type, kind, at, outcome,
                             attempts, error, round=round)
             await record(page)
             pages.append(page)
