@@ -29,7 +29,9 @@ def _run(args: argparse.Namespace) -> int:
         namespaces=tuple(args.namespace), dry_run=args.dry_run,
         prometheus_url=args.prometheus_url, kubeconfig=args.kubeconfig,
         liveness_port=args.liveness_port, metrics_port=args.metrics_port, webhook=webhook,
-        tick=args.tick, standalone=args.peering is None, priority=args.priority,
+        tick=args.tick, redeliver_every=args.redeliver_every,
+        delivery_expiry=args.delivery_expiry, standalone=args.peering is None,
+        priority=args.priority,
         peering_name=args.peering or "mission-control")
     return run(options, verbose=args.verbose)
 
@@ -87,6 +89,12 @@ def parser() -> argparse.ArgumentParser:
                           "several operators can share a cluster")
     run.add_argument("--tick", type=float, default=2.0,
                      help="seconds between rounds of each open incident")
+    run.add_argument("--redeliver-every", type=float, default=60.0, metavar="SECONDS",
+                     help="seconds between deliveries of a page or all-clear that failed, "
+                          "also after the incident resolved")
+    run.add_argument("--delivery-expiry", type=float, default=86400.0, metavar="SECONDS",
+                     help="give up a notification not delivered within this long of its "
+                          "first attempt (the all-clear: of the resolution)")
     run.add_argument("--peering", default=None, metavar="NAME",
                      help="run as one of several replicas with kopf peering NAME")
     run.add_argument("--priority", type=int, default=0,

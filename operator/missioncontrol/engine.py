@@ -3,7 +3,12 @@ against the SLO, escalation. Runs as the Incident's kopf daemon; all its state i
 Incident's status, so a restarted operator picks up exactly where the last one stopped.
 
 Steps that change something run one after another, each recorded before and after it runs.
-Steps that only read or tell (blast radius, paging) run beside them and gate nothing."""
+Steps that only read or tell (blast radius, paging) run beside them and gate nothing.
+
+An incident whose policy or target is gone stops its automation (AutomationStopped): the
+freeze goes, people are paged once, and it stays open for them. A resolved incident that
+still owes people a page or the all-clear keeps its daemon until it is delivered or
+expires (comms.owed)."""
 
 from __future__ import annotations
 
@@ -13,8 +18,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from . import comms, metrics, people, podtemplate, recovery
 from . import incident as inc
-from . import metrics, people, podtemplate, recovery
 from .actions import EXECUTORS, StepContext, StepResult
 from .actions import freeze as freezing
 from .detect.release import TargetState
@@ -24,7 +29,7 @@ from .kube import ApiException, Kube
 from .model import Ownership, Policy, Runbook, Step, effective_runbook
 from .notifiers import DEFAULT_POLICY
 from .notifiers import Policy as DeliveryPolicy
-from .paging import Brief, page_roles
+from .paging import Ask, Brief, Pager, page_roles
 from .parse import ModelError
 from .records import from_dict, to_dict
 from .signals.kubernetes import rolled_out
@@ -34,6 +39,7 @@ from .timeutil import Clock
 log = logging.getLogger(__name__)
 EventPoster = Callable[[dict, str, str, str], None]   # (body, type, reason, message)
 STEP_TIMEOUT = 120.0
+WARNINGS = ("Failed", "Escalated", "SLOBreached", inc.AUTOMATION_STOPPED, "DeliveryExpired")
 
 
 @dataclass
@@ -45,6 +51,8 @@ class Engine:
     force_dry_run: bool = False
     tick: float = 2.0
     delivery: DeliveryPolicy = DEFAULT_POLICY
+    redeliver_every: float = 60.0     # between deliveries of a failed page or all-clear
+    delivery_expiry: float = 86400.0  # then it is given up (status outcome "expired")
 
 
 @dataclass
@@ -54,6 +62,10 @@ class Loaded:
     ownership: Ownership | None
     deployment: dict | None
     policy_status: dict | None = None   # as read this round: the guard's target checks
+    gone: tuple[str, str] | None = None   # (reason, message): the policy or target is gone
+
+
+AUTOMATION_STOPPED_PAGE = "automation-stopped"   # Page.about of the page that says so
 
 
 class Run:
@@ -99,7 +111,7 @@ class Run:
         # New entries by content, not position: the list is capped and drops its oldest.
         seen = set(before.timeline)
         for entry in (e for e in self.status.timeline if e not in seen):
-            kind = "Warning" if entry.type in ("Failed", "Escalated", "SLOBreached") else "Normal"
+            kind = "Warning" if entry.type in WARNINGS else "Normal"
             self.e.post_event(self.body, kind, entry.type, entry.message)
 
     # -- the loop -----------------------------------------------------------------------------
@@ -113,7 +125,7 @@ class Run:
                     log.warning("incident %s/%s: API error %s, retrying", self.namespace,
                                 self.name, exc.status)
                     wait = self.e.tick
-                if not self.status.open:
+                if not self.status.open and not comms.owed(self.status):
                     return
                 await stopped.wait(wait)
         finally:
@@ -130,6 +142,14 @@ class Run:
             await self.apply(lambda s: inc.note(s, self.e.clock(), "Failed", loaded)
                              if not s.timeline or s.timeline[-1].message != loaded else s)
             return 30.0
+        await self.remember_ownership(loaded)
+        if not self.status.open:
+            return await people.deliver_owed(self, loaded)
+        if loaded.gone is not None or self.status.automation_stopped:
+            await self.stop_automation(loaded)
+            await self.escalate_on_time(loaded)
+            await people.communicate(self, loaded)
+            return self.e.tick
         runbook = loaded.runbook
         now = self.e.clock()
         if self.status.phase == inc.DETECTED and not self.dry_run:
@@ -147,7 +167,8 @@ class Run:
         where = (self.body["metadata"].get("annotations") or {}).get(POLICY_NAMESPACE,
                                                                      self.namespace)
         runbook_body = await kube.get("Runbook", where, spec["runbook"]["name"])
-        policy_body = await kube.get("IncidentPolicy", where, spec.get("policy", ""))
+        policy_body = await kube.get("IncidentPolicy", where, spec["policy"]) \
+            if spec.get("policy") else None
         if runbook_body is None:
             return f"runbook {spec['runbook']['name']} not found: cannot run its steps"
         try:
@@ -171,8 +192,60 @@ class Run:
         if deployment is not None and policy is not None:
             ctx = GuardContext(kube, self.e.prometheus, self.e.clock)
             ownership = await find_ownership(ctx, policy, deployment)
+        elif self.status.ownership is not None:
+            # The way to people must outlive the objects that led to them.
+            ref = self.status.ownership
+            own_body = await kube.get("ServiceOwnership", ref.namespace, ref.name)
+            try:
+                ownership = Ownership.parse(own_body) if own_body else None
+            except ModelError:
+                ownership = None
+        gone = None
+        if policy_body is None and spec.get("policy") and self.status.open:
+            gone = ("PolicyDeleted", f"IncidentPolicy {where}/{spec['policy']} was deleted: "
+                    f"nothing checks the target any more, so the incident cannot resolve by "
+                    f"itself")
+        elif deployment is None and self.status.open:
+            gone = ("TargetDeleted", f"Deployment {target['namespace']}/{target['name']} was "
+                    f"deleted: there is nothing left to remediate or to watch recover")
         return Loaded(runbook, policy, ownership, deployment,
-                      (policy_body or {}).get("status") if policy is not None else None)
+                      (policy_body or {}).get("status") if policy is not None else None, gone)
+
+    async def remember_ownership(self, loaded: Loaded) -> None:
+        own = loaded.ownership
+        if own is None:
+            return
+        ref = inc.OwnershipRef(own.namespace, own.name)
+        if self.status.ownership != ref:
+            await self.apply(lambda s: replace(s, ownership=ref))
+
+    async def stop_automation(self, loaded: Loaded) -> None:
+        """The incident can no longer act or resolve by itself: say so (timeline, condition,
+        Event), lift its freeze, page its people once, and leave it open for them."""
+        now = self.e.clock()
+        if not self.status.automation_stopped and loaded.gone is not None:
+            reason, message = loaded.gone
+            log.warning("incident %s/%s: automation stopped: %s", self.namespace, self.name,
+                        message)
+            await self.apply(lambda s: inc.stop_automation(s, now, reason, message))
+        stopped = self.status.condition(inc.AUTOMATION_STOPPED)
+        freeze = self.status.freeze
+        if freeze is not None and freeze.active:
+            why = f"automation stopped ({stopped.reason})"
+            lifted = await freezing.lift(self.e.kube, incident=self.name,
+                                         namespace=self.namespace, freeze=freeze, now=now,
+                                         reason=why)
+            await self.apply(lambda s: inc.note(replace(s, freeze=lifted), now, "FreezeLifted",
+                                                f"deploy freeze lifted: {why}"))
+        # Everyone the incident has paged so far, and its first responders: once each (the
+        # page's own key), retried like any page until it is delivered.
+        roles = tuple(dict.fromkeys((*loaded.runbook.escalation.page,
+                                     *(p.role for p in self.status.pages
+                                       if p.kind == "page" and not p.about))))
+        self.start_background("page:automation-stopped", self.page(loaded, roles, Ask(
+            "page", f"automation stopped: {stopped.message}. The freeze is lifted; this "
+            f"incident needs people now, and stays open until they close it.",
+            about=AUTOMATION_STOPPED_PAGE)))
 
     # -- steps --------------------------------------------------------------------------------
     async def run_steps(self, loaded: Loaded) -> None:
@@ -195,7 +268,7 @@ class Run:
 
     def start_background(self, key: str, work: Awaitable[None]) -> None:
         """Run `work` beside the loop, once at a time per key; a finished key may run again
-        (a failed page is retried: see paging.page_roles for its pace)."""
+        (a failed page is retried: see comms.redelivery_due for its pace)."""
         task = self.tasks.get(key)
         if task is not None and not task.done():
             work.close()
@@ -210,8 +283,8 @@ class Run:
         ctx = StepContext(kube=self.e.kube, prometheus=self.e.prometheus, clock=self.e.clock,
                           incident=self.body, status=self.status, runbook=loaded.runbook,
                           policy=loaded.policy, dry_run=self.dry_run,
-                          page=lambda roles, kind, summary: self.page(loaded, roles, kind,
-                                                                      summary))
+                          page=lambda roles, kind, summary: self.page(loaded, roles,
+                                                                      Ask(kind, summary)))
         try:
             result = await asyncio.wait_for(EXECUTORS[step.action](ctx, step),
                                             step.timeout or STEP_TIMEOUT)
@@ -258,31 +331,30 @@ class Run:
                      f"{target['namespace']}/{target['name']}",
                      self.status.severity or loaded.runbook.severity, self.status.phase)
 
-    async def page(self, loaded: Loaded, roles: tuple[str, ...], kind: str,
-                   summary: str, *, round: int = 1,
-                   only_route: str | None = None) -> list[inc.Page]:
+    def pager(self, loaded: Loaded) -> Pager:
+        return Pager(self.e.kube, loaded.ownership,
+                     loaded.ownership.namespace if loaded.ownership else self.namespace,
+                     self.brief(loaded), self.e.clock(), self.dry_run, self.record_page,
+                     self.status.pages, self.paging, self.e.delivery)
+
+    async def page(self, loaded: Loaded, roles: tuple[str, ...], ask: Ask) -> list[inc.Page]:
         first = not any(p.outcome == "delivered" for p in self.status.pages)
-        pages = await page_roles(
-            self.e.kube, ownership=loaded.ownership,
-            secrets_namespace=loaded.ownership.namespace if loaded.ownership else self.namespace,
-            roles=roles, brief=self.brief(loaded), kind=kind, summary=summary,
-            already=self.status.pages, now=self.e.clock(), dry_run=self.dry_run,
-            record=self.record_page, round=round, only_route=only_route, busy=self.paging,
-            policy=self.e.delivery)
+        pages = await page_roles(self.pager(loaded), roles=roles, ask=ask)
+        self.observe_time_to_page(loaded, first, pages)
+        return pages
+
+    def observe_time_to_page(self, loaded: Loaded, first: bool,
+                             pages: list[inc.Page]) -> None:
         if first and any(p.outcome == "delivered" for p in pages) \
                 and self.status.detected_at is not None:
             metrics.TIME_TO_PAGE.labels(runbook=loaded.runbook.id).observe(
                 self.e.clock() - self.status.detected_at)
-        return pages
 
     async def record_page(self, page: inc.Page) -> None:
         """Add a page to the status, or update its record (sending -> outcome)."""
-        key = (page.role, page.contact, page.kind, page.round)
-
         def upsert(s: inc.IncidentStatus) -> inc.IncidentStatus:
-            if any((p.role, p.contact, p.kind, p.round) == key for p in s.pages):
-                pages = tuple(page if (p.role, p.contact, p.kind, p.round) == key else p
-                              for p in s.pages)
+            if any(p.key == page.key for p in s.pages):
+                pages = tuple(page if p.key == page.key else p for p in s.pages)
             else:
                 pages = (*s.pages, page)[-inc.LIST_LIMIT:]
             return replace(s, pages=pages)
@@ -292,8 +364,8 @@ class Run:
     async def page_initial(self, loaded: Loaded) -> None:
         roles = loaded.runbook.escalation.page
         if roles:
-            await self.page(loaded, roles, "page", self.status.reason
-                            or self.body["spec"].get("summary", ""))
+            await self.page(loaded, roles, Ask("page", self.status.reason
+                                               or self.body["spec"].get("summary", "")))
 
     async def escalate(self, loaded: Loaded, key: str, why: str,
                        roles: tuple[str, ...] | None = None,
@@ -319,8 +391,8 @@ class Run:
                                 f"{why}; paging {', '.join(roles) or 'nobody'}")
 
         await self.apply(change)
-        self.start_background(f"page:{key}", self.page(loaded, roles, "page",
-                                                       f"escalated: {why}"))
+        self.start_background(f"page:{key}", self.page(loaded, roles,
+                                                       Ask("page", f"escalated: {why}")))
 
     # -- recovery, SLO, escalation rules, the freeze -------------------------------------------
     async def track(self, loaded: Loaded) -> None:
@@ -344,6 +416,18 @@ class Run:
             return s
 
         await self.apply(change)
+        await self.escalate_on_time(loaded)
+        await self.verify_rollback(loaded, now)
+        if self.status.phase == inc.MITIGATED and self.status.mitigated_at == now:
+            metrics.TIME_TO_MITIGATE.labels(runbook=loaded.runbook.id).observe(
+                now - (self.status.detected_at or now))
+        if self.status.phase == inc.RESOLVED:
+            metrics.TIME_TO_RESOLVE.labels(runbook=loaded.runbook.id).observe(
+                now - (self.status.detected_at or now))
+
+    async def escalate_on_time(self, loaded: Loaded) -> None:
+        """The clock's escalations: the recovery SLO and the runbook's timed rules."""
+        now = self.e.clock()
         slo, breached = inc.slo_status(self.status, now)
         if breached:
             await self.apply(lambda s: inc.set_condition(
@@ -354,13 +438,6 @@ class Run:
         for rule in recovery.due_rules(self.status, loaded.runbook, now):
             await self.escalate(loaded, recovery.rule_key(rule),
                                 f"{rule.when} after {recovery.rule_key(rule)}", rule.page)
-        await self.verify_rollback(loaded, now)
-        if self.status.phase == inc.MITIGATED and self.status.mitigated_at == now:
-            metrics.TIME_TO_MITIGATE.labels(runbook=loaded.runbook.id).observe(
-                now - (self.status.detected_at or now))
-        if self.status.phase == inc.RESOLVED:
-            metrics.TIME_TO_RESOLVE.labels(runbook=loaded.runbook.id).observe(
-                now - (self.status.detected_at or now))
 
     async def health(self, loaded: Loaded) -> recovery.Health:
         dep = loaded.deployment
@@ -419,7 +496,7 @@ class Run:
 def unconfirmed(status: inc.IncidentStatus) -> inc.IncidentStatus:
     """A page or update still "sending" when the last operator stopped may have reached
     its receiver: it is marked unconfirmed. An update then counts as sent; a page is sent
-    again under the same idempotency key (see paging.SENT)."""
+    again under the same idempotency key (see paging.redeliver)."""
     def fix(outcome: str) -> str:
         return "unconfirmed" if outcome == "sending" else outcome
     return replace(status,

@@ -2,6 +2,8 @@
 
     Detected -> Mitigating -> Mitigated -> Resolved -> Closed
                      \\-> Failed (a step failed) -> Mitigated (recovered anyway) ...
+    any open phase -> Failed with AutomationStopped (its policy or target is gone): people
+                      close it; it never resolves by itself
 
 `Escalated` is a flag and a condition, not a phase. Pure: every function takes `now`."""
 
@@ -17,6 +19,8 @@ from .records import stamp
 DETECTED, MITIGATING, MITIGATED, RESOLVED, FAILED, CLOSED = (
     "Detected", "Mitigating", "Mitigated", "Resolved", "Failed", "Closed")
 OPEN_PHASES = (DETECTED, MITIGATING, MITIGATED, FAILED)
+# The incident's policy or target is gone: it can no longer act or resolve by itself.
+AUTOMATION_STOPPED = "AutomationStopped"
 TIMELINE_LIMIT = 50       # the newest entries stay in status; all of them go out as Events
 LIST_LIMIT = 40
 
@@ -95,13 +99,25 @@ class Page:
     role: str
     contact: str
     route: str
-    kind: str = "page"          # page | acknowledge | resolve | channel
-    at: float | None = stamp()
-    outcome: str = ""           # delivered | failed | planned
+    kind: str = "page"          # page | acknowledge | resolve
+    at: float | None = stamp()  # the message's time: part of its idempotency key
+    outcome: str = ""           # delivered | failed | planned | sending | unconfirmed | expired
     attempts: int = 0
     error: str | None = None
     acknowledged_at: float | None = stamp()
     round: int = 1              # 2, 3, ...: paged again, unacknowledged
+    about: str = ""             # what a page beyond the usual ones is for (AUTOMATION_STOPPED)
+    summary: str = ""           # what it says: a retry sends the same words under the same key
+    tried_at: float | None = stamp()   # the latest attempt (None: at)
+
+    @property
+    def key(self) -> tuple[str, str, str, int, str]:
+        """One page per role, contact, kind, round and purpose."""
+        return self.role, self.contact, self.kind, self.round, self.about
+
+    @property
+    def last_tried(self) -> float | None:
+        return self.tried_at if self.tried_at is not None else self.at
 
 
 @dataclass(frozen=True)
@@ -113,6 +129,12 @@ class Update:
     final: bool = False
     next_at: float | None = stamp()   # when the next one is due, as announced
     error: str | None = None
+    tried_at: float | None = stamp()  # the latest attempt (None: at)
+    attempts: int = 0                 # deliveries tried, the first one included
+
+    @property
+    def last_tried(self) -> float | None:
+        return self.tried_at if self.tried_at is not None else self.at
 
 
 @dataclass(frozen=True)
@@ -158,6 +180,14 @@ class EscalationRecord:
 
 
 @dataclass(frozen=True)
+class OwnershipRef:
+    """The ServiceOwnership the incident pages through, kept so that it can still reach
+    people once the policy or the Deployment that led to it is gone."""
+    namespace: str
+    name: str
+
+
+@dataclass(frozen=True)
 class IncidentStatus:
     phase: str = DETECTED
     reason: str = ""
@@ -183,6 +213,7 @@ class IncidentStatus:
     rollback: RollbackRecord | None = None
     timeline: tuple[TimelineEntry, ...] = ()
     observed_generation: int | None = None
+    ownership: OwnershipRef | None = None
 
     # -- reading ----------------------------------------------------------------------------
     @property
@@ -194,6 +225,11 @@ class IncidentStatus:
 
     def condition(self, kind: str) -> Condition | None:
         return conds.get(self.conditions, kind)
+
+    @property
+    def automation_stopped(self) -> bool:
+        stopped = self.condition(AUTOMATION_STOPPED)
+        return stopped is not None and stopped.status == "True"
 
 
 # -- writing: each returns a new status and adds to the timeline ------------------------------
@@ -243,6 +279,22 @@ def escalate(status: IncidentStatus, now: float, reason: str, message: str) -> I
     status = replace(status, escalated=True)
     status = set_condition(status, now, "Escalated", True, reason, message)
     return note(status, now, "Escalated", message)
+
+
+def stop_automation(status: IncidentStatus, now: float, reason: str,
+                    message: str) -> IncidentStatus:
+    """Hand an open incident to people: it stays open (Failed: nothing automatic will move
+    it on), says why, and never resolves by itself. Once only; the first reason stays."""
+    if not status.open or status.automation_stopped:
+        return status
+    status = set_condition(status, now, AUTOMATION_STOPPED, True, reason, message)
+    status = note(status, now, AUTOMATION_STOPPED, message)
+    if status.phase != FAILED:
+        status = move(status, now, FAILED, f"automation stopped: {message}")
+    mitigated = status.condition("Mitigated")
+    if mitigated is not None and mitigated.status == "True":
+        status = set_condition(status, now, "Mitigated", False, reason, message)
+    return status
 
 
 def slo_status(status: IncidentStatus, now: float) -> tuple[Slo, bool]:

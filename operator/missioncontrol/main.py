@@ -29,6 +29,8 @@ class Options:
     metrics_port: int = 9090
     webhook: WebhookOptions | None = field(default_factory=WebhookOptions)
     tick: float = 2.0
+    redeliver_every: float = 60.0
+    delivery_expiry: float = 86400.0
     standalone: bool = True
     priority: int = 0
     peering_name: str = "mission-control"
@@ -47,7 +49,9 @@ def build_memo(options: Options) -> kopf.Memo:
     memo.kube = kube
     memo.guard = guard.Context(kube, prometheus, timeutil.wall, options.dry_run)
     memo.engine = Engine(kube, prometheus, timeutil.wall, _post_event,
-                         force_dry_run=options.dry_run, tick=options.tick)
+                         force_dry_run=options.dry_run, tick=options.tick,
+                         redeliver_every=options.redeliver_every,
+                         delivery_expiry=options.delivery_expiry)
     return memo
 
 

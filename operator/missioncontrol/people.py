@@ -1,6 +1,8 @@
 """The escalation protocol, as the engine runs it each round: severity, the response
 channel, paging by the ownership map (and again, until acknowledged), acknowledgements,
-stakeholder updates on the severity's cadence, and the final all-clear.
+stakeholder updates on the severity's cadence, and the final all-clear; and, once the
+incident is resolved, what it still owes people (failed pages, the all-clear), retried until
+delivered or expired.
 
 Decisions come from comms.py (pure); this module sends and records. Every send is
 recorded in the Incident's status, so a restart repeats nothing."""
@@ -12,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from . import comms, metrics
 from . import incident as inc
-from .paging import send
+from .paging import Ask, redeliver, send
 
 if TYPE_CHECKING:
     from .engine import Loaded, Run
@@ -22,6 +24,7 @@ async def communicate(run: Run, loaded: Loaded) -> None:
     now = run.e.clock()
     await follow_severity(run, loaded, now)
     run.start_background("channel", announce_channel(run, loaded))
+    run.start_background("redeliver", redeliver_due(run, loaded))
     await acknowledge(run, loaded, now)
     for role, round_ in comms.repage_due(run.status, loaded.runbook.escalation.page,
                                          comms.acknowledged_roles(_acks(run)),
@@ -32,7 +35,7 @@ async def communicate(run: Run, loaded: Loaded) -> None:
     if paged is not None:
         await run.apply(lambda s: inc.set_condition(s, now, "SpecialistsPaged", *paged))
     cadence = _cadence(run, loaded)
-    plan = comms.update_due(run.status, cadence, now)
+    plan = comms.update_due(run.status, cadence, now, retry_after=run.e.redeliver_every)
     if plan is not None:
         if plan.final:
             await stakeholder_update(run, loaded, plan)   # before the daemon ends
@@ -47,6 +50,40 @@ async def communicate(run: Run, loaded: Loaded) -> None:
             s, now, "UpdateOverdue", late, "Overdue" if late else "OnCadence",
             "a stakeholder update is overdue" if late else
             f"updates every {cadence / 60:g}m"))
+
+
+async def deliver_owed(run: Run, loaded: Loaded) -> float:
+    """A resolved incident's round: what could not be delivered while it was open goes
+    out now (failed pages, then the all-clear, then PagerDuty resolves for pages that
+    reached PagerDuty late), or is given up after the expiry. Returns the wait until the
+    next retry is due."""
+    now = run.e.clock()
+    every = run.e.redeliver_every
+    await run.apply(lambda s: comms.expire(s, now, run.e.delivery_expiry))
+    await redeliver_due(run, loaded)
+    plan = comms.update_due(run.status, _cadence(run, loaded), now, retry_after=every)
+    if plan is not None and plan.final:
+        await stakeholder_update(run, loaded, plan)
+    await resolve_pagers(run, loaded)
+    pending = comms.pending_condition(run.status, every)
+    if pending is not None:
+        was = run.status.condition("NotificationsPending")
+
+        def record(s: inc.IncidentStatus) -> inc.IncidentStatus:
+            s = inc.set_condition(s, now, "NotificationsPending", *pending)
+            if was is not None and was.status == "True" and pending[1] == "Delivered":
+                s = inc.note(s, now, "NotificationsDelivered", pending[2])
+            return s
+
+        await run.apply(record)
+    return max(run.e.tick, min(every, comms.next_retry_in(run.status, run.e.clock(), every)))
+
+
+async def redeliver_due(run: Run, loaded: Loaded) -> None:
+    due = comms.redelivery_due(run.status, run.e.clock(), run.e.redeliver_every)
+    if due:
+        first = not any(p.outcome == "delivered" for p in run.status.pages)
+        run.observe_time_to_page(loaded, first, await redeliver(run.pager(loaded), pages=due))
 
 
 def _acks(run: Run) -> list[dict]:
@@ -89,11 +126,11 @@ async def announce_channel(run: Run, loaded: Loaded) -> None:
         outcome = "planned"
     elif route is not None:
         namespace = loaded.policy.namespace
-        outcome, _, error = await send(
-            run.e.kube, namespace=namespace, route=route, brief=run.brief(loaded),
+        message = run.brief(loaded).message(
             kind="channel", summary=f"Response channel #{name} is open for incident "
-            f"{run.name}: join it", details={"channel": name}, now=now,
-            policy=run.e.delivery)
+            f"{run.name}: join it", details={"channel": name}, at=now)
+        outcome, _, error = await send(run.e.kube, namespace=namespace, route=route,
+                                       message=message, policy=run.e.delivery)
     message = f"response channel #{name} announced ({outcome})" + (f": {error}" if error
                                                                    else "")
     await run.apply(lambda s: inc.note(replace(s, channel=inc.Channel(name, now, outcome)),
@@ -101,9 +138,8 @@ async def announce_channel(run: Run, loaded: Loaded) -> None:
 
 
 async def repage(run: Run, loaded: Loaded, role: str, round_: int) -> None:
-    await run.page(loaded, (role,), "page",
-                   f"still unacknowledged (page {round_}): {run.status.reason}",
-                   round=round_)
+    await run.page(loaded, (role,), Ask(
+        "page", f"still unacknowledged (page {round_}): {run.status.reason}", round=round_))
 
 
 async def acknowledge(run: Run, loaded: Loaded, now: float) -> None:
@@ -128,7 +164,7 @@ async def acknowledge(run: Run, loaded: Loaded, now: float) -> None:
         metrics.TIME_TO_ACKNOWLEDGE.labels(runbook=loaded.runbook.id).observe(
             now - run.status.detected_at)
     run.start_background(f"ack:{','.join(sorted(fresh))}", run.page(
-        loaded, tuple(fresh), "acknowledge", "acknowledged", only_route="PagerDuty"))
+        loaded, tuple(fresh), Ask("acknowledge", "acknowledged", only_route="PagerDuty")))
 
 
 async def resolve_pagers(run: Run, loaded: Loaded) -> None:
@@ -136,11 +172,12 @@ async def resolve_pagers(run: Run, loaded: Loaded) -> None:
     roles = tuple(sorted({p.role for p in run.status.pages
                           if p.route == "PagerDuty" and p.outcome == "delivered"}))
     if roles:
-        await run.page(loaded, roles, "resolve", "resolved", only_route="PagerDuty")
+        await run.page(loaded, roles, Ask("resolve", "resolved", only_route="PagerDuty"))
 
 
 async def stakeholder_update(run: Run, loaded: Loaded, plan: comms.UpdatePlan) -> None:
-    """One update, recorded as "sending" before it goes out (see paging.page_roles)."""
+    """One update, recorded as "sending" right before its first HTTP request (see
+    paging.send). A plan with `at` sends a failed update again, as it was (same key)."""
     now = run.e.clock()
     routes = []
     if loaded.policy is not None and loaded.policy.updates_route is not None:
@@ -148,33 +185,55 @@ async def stakeholder_update(run: Run, loaded: Loaded, plan: comms.UpdatePlan) -
     elif loaded.ownership is not None:
         routes = [(loaded.ownership.namespace, c.route)
                   for c in loaded.ownership.contacts("stakeholders")]
-    update = inc.Update(at=now, phase=run.status.phase, message=plan.message[:1000],
-                        outcome="sending", final=plan.final, next_at=plan.next_at)
+    before = next((u for u in run.status.updates if u.at == plan.at), None) \
+        if plan.at is not None else None
+    update = inc.Update(at=plan.at if plan.at is not None else now, phase=run.status.phase,
+                        message=plan.message[:1000], outcome="sending", final=plan.final,
+                        next_at=plan.next_at, tried_at=now,
+                        attempts=before.attempts if before else 0)
     if not routes:
-        update = replace(update, outcome="failed", error=(
+        # Retrying will not make a route: tried again on the cadence, not given up on.
+        update = replace(update, outcome="no route", error=(
             "no stakeholder route: set spec.stakeholderUpdates.route or a stakeholders role "
             "in the ServiceOwnership map"))
     elif run.dry_run:
         update = replace(update, outcome="planned")
     else:
-        await _record_update(run, update, None)
+        marked = []
+
+        async def sending() -> None:
+            if not marked:
+                marked.append(True)
+                await _record_update(run, update, None)
+
         errors = []
         delivered = False
+        attempts = 0
         for namespace, route in routes:
             try:
-                result, _, err = await send(
-                    run.e.kube, namespace=namespace, route=route, brief=run.brief(loaded),
-                    kind="update", summary=plan.message, now=now, policy=run.e.delivery)
+                result, tries, err = await send(
+                    run.e.kube, namespace=namespace, route=route, message=run.brief(
+                        loaded).message(kind="update", summary=update.message, at=update.at),
+                    policy=run.e.delivery, before=sending)
             except Exception as exc:  # noqa: BLE001 - recorded, never raised
-                result, err = "failed", f"{type(exc).__name__}: {exc}"
+                result, tries, err = "failed", 0, f"{type(exc).__name__}: {exc}"
             delivered = delivered or result == "delivered"
+            attempts += tries
             if err:
                 errors.append(err)
         update = replace(update, outcome="delivered" if delivered else "failed",
-                         error="; ".join(errors)[:500] or None)
+                         error="; ".join(errors)[:500] or None,
+                         attempts=update.attempts + attempts)
     kind = "FinalUpdate" if plan.final else "StakeholderUpdate"
-    await _record_update(run, update, (kind, f"stakeholder update {update.outcome}"
-                                       + (f": {update.error}" if update.error else "")))
+    text = f"stakeholder update {update.outcome}" + (f": {update.error}" if update.error
+                                                     else "")
+    if before is not None and update.outcome == "delivered":
+        text = f"stakeholder update delivered after {update.attempts} attempts"
+    # The timeline says what changed, not every retry of the same failure.
+    previous = before or (run.status.updates[-1] if run.status.updates else None)
+    same = previous is not None and (previous.outcome, previous.error) == (
+        update.outcome, update.error) and previous.outcome != "delivered"
+    await _record_update(run, update, None if same else (kind, text))
 
 
 async def _record_update(run: Run, update: inc.Update, note: tuple[str, str] | None) -> None:
@@ -184,6 +243,6 @@ async def _record_update(run: Run, update: inc.Update, note: tuple[str, str] | N
         else:
             updates = (*s.updates, update)[-inc.LIST_LIMIT:]
         s = replace(s, updates=updates)
-        return inc.note(s, update.at, *note) if note else s
+        return inc.note(s, update.last_tried, *note) if note else s
 
     await run.apply(upsert)

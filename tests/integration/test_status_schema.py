@@ -100,17 +100,25 @@ def maximal_incident_status() -> inc.IncidentStatus:
         ),
         pages=(
             inc.Page("release-owner", "Ada", "Slack", "page", at(1.0), "delivered", 1,
-                     "first attempt timed out", at(120.5), 2),
+                     "first attempt timed out", at(120.5), 2,
+                     about="late", summary="readiness failed",
+                     tried_at=at(3.0)),
             inc.Page("oncall-backend", "primary", "PagerDuty", "escalation", at(60.5), "failed",
-                     3, "HTTP 429: rate limited", at(121.5)),
+                     3, "HTTP 429: rate limited", at(121.5), 1,
+                     about="automation-stopped", summary="escalated: rollback failed",
+                     tried_at=at(90.5)),
             inc.Page("platform-lead", "Grace", "Webhook", "resolve", at(601.0), "planned", 4,
-                     "dry run", at(602.0)),
+                     "dry run", at(602.0), 1,
+                     about="automation-stopped", summary="resolved",
+                     tried_at=at(601.5)),
         ),
         updates=(
             inc.Update(at(5.0), "Mitigating", "rolling back checkout", "delivered", False,
-                       at(65.0), "first attempt: HTTP 503"),
+                       at(65.0), "first attempt: HTTP 503",
+                       tried_at=at(6.0), attempts=2),
             inc.Update(at(601.0), "Resolved", "checkout recovered", "failed", True, at(602.0),
-                       "HTTP 500"),
+                       "HTTP 500",
+                       tried_at=at(661.0), attempts=4),
         ),
         channel=inc.Channel("inc-rb-001-checkout", at(1.0), "delivered"),
         escalations=(
@@ -129,6 +137,7 @@ def maximal_incident_status() -> inc.IncidentStatus:
                        for i, kind in enumerate(("Detected", "StepSucceeded", "Paged",
                                                  "Failed", "Escalated", "Resolved"))),
         observed_generation=3,
+        ownership=inc.OwnershipRef("shop", "checkout"),
     )
 
 

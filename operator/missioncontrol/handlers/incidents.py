@@ -8,21 +8,31 @@ from dataclasses import replace
 
 import kopf
 
-from .. import GROUP, VERSION
+from .. import GROUP, VERSION, comms
 from .. import incident as inc
 from ..actions import freeze as freezing
 from ..engine import Run
 from ..records import from_dict, to_dict
 
 
-def _open(status: kopf.Status, **_: object) -> bool:
-    return (status or {}).get("phase") in inc.OPEN_PHASES
+def _needs_daemon(status: kopf.Status, **_: object) -> bool:
+    """Open, or resolved but still owing people a page or the all-clear: a daemon (and
+    its finalizer) only for incidents that have work left."""
+    phase = (status or {}).get("phase")
+    if phase in inc.OPEN_PHASES:
+        return True
+    if phase != inc.RESOLVED:
+        return False
+    try:
+        return comms.owed(from_dict(inc.IncidentStatus, dict(status)))
+    except (AttributeError, TypeError, ValueError, KeyError):   # unreadable: owes nothing known
+        return False
 
 
 # A graceful period first (the backoff), so a resolving incident finishes its round:
 # the all-clear and the PagerDuty resolves go out before the daemon ends.
-@kopf.daemon(GROUP, VERSION, "incidents", id="drive", when=_open, cancellation_backoff=20,
-             cancellation_timeout=10)
+@kopf.daemon(GROUP, VERSION, "incidents", id="drive", when=_needs_daemon,
+             cancellation_backoff=20, cancellation_timeout=10)
 async def drive_incident(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped,
                          **_: object) -> None:
     run = Run(memo.engine, _plain(body))
