@@ -80,6 +80,9 @@ class Run:
         self.lock = asyncio.Lock()
         self.tasks: dict[str, asyncio.Task] = {}
         self.paging: set[tuple] = set()   # deliveries under way (see paging.page_roles)
+        # People closed it (handlers.incidents.close_incident) while a round was under way:
+        # that round must not write its older status over the close.
+        self.closed: Callable[[], bool] = lambda: False
 
     # -- status ------------------------------------------------------------------------------
     @property
@@ -103,7 +106,7 @@ class Run:
     async def _commit(self, before: inc.IncidentStatus) -> None:
         self.status = replace(self.status, slo=inc.slo_status(self.status, self.e.clock())[0])
         data = to_dict(self.status)
-        if data == self.committed:
+        if data == self.committed or self.closed():
             return
         await self.e.kube.patch_status("Incident", self.namespace, self.name,
                                        to_dict(self.status, nulls=True))
@@ -115,9 +118,11 @@ class Run:
             self.e.post_event(self.body, kind, entry.type, entry.message)
 
     # -- the loop -----------------------------------------------------------------------------
-    async def drive(self, stopped: Any, latest: Callable[[], dict]) -> None:
+    async def drive(self, stopped: Any, latest: Callable[[], dict],
+                    closed: Callable[[], bool] | None = None) -> None:
+        self.closed = closed or self.closed
         try:
-            while not stopped:
+            while not stopped and not self.closed():
                 self.body = latest()
                 try:
                     wait = await self.round()
@@ -141,6 +146,9 @@ class Run:
         if isinstance(loaded, str):
             await self.apply(lambda s: inc.note(s, self.e.clock(), "Failed", loaded)
                              if not s.timeline or s.timeline[-1].message != loaded else s)
+            # What a resolved incident owes still expires: its daemon does not run forever.
+            await self.apply(lambda s: s if s.open else comms.expire(
+                s, self.e.clock(), self.e.delivery_expiry))
             return 30.0
         await self.remember_ownership(loaded)
         if not self.status.open:

@@ -36,7 +36,8 @@ def _needs_daemon(status: kopf.Status, **_: object) -> bool:
 async def drive_incident(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped,
                          **_: object) -> None:
     run = Run(memo.engine, _plain(body))
-    await run.drive(stopped, lambda: {**_plain(body), "status": to_dict(run.status)})
+    await run.drive(stopped, lambda: {**_plain(body), "status": to_dict(run.status)},
+                    closed=lambda: (body.get("status") or {}).get("phase") == inc.CLOSED)
 
 
 @kopf.on.field(GROUP, VERSION, "incidents", field="spec.close", new=True)
