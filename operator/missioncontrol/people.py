@@ -71,7 +71,8 @@ async def deliver_owed(run: Run, loaded: Loaded) -> float:
 
         def record(s: inc.IncidentStatus) -> inc.IncidentStatus:
             s = inc.set_condition(s, now, "NotificationsPending", *pending)
-            if was is not None and was.status == "True" and pending[1] == "Delivered":
+            # This round runs only when something was owed: now it has all gone out.
+            if (was is None or was.status == "True") and pending[1] == "Delivered":
                 s = inc.note(s, now, "NotificationsDelivered", pending[2])
             return s
 
