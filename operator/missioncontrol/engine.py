@@ -26,7 +26,7 @@ from .detect.release import TargetState
 from .guard import POLICY_NAMESPACE, find_ownership
 from .guard import Context as GuardContext
 from .kube import ApiException, Kube
-from .model import Ownership, Policy, Runbook, Step, effective_runbook
+from .model import Ownership, Policy, Recovery, Runbook, Step, Trigger, effective_runbook
 from .notifiers import DEFAULT_POLICY
 from .notifiers import Policy as DeliveryPolicy
 from .paging import Ask, Brief, Pager, page_roles
@@ -177,13 +177,16 @@ class Run:
         runbook_body = await kube.get("Runbook", where, spec["runbook"]["name"])
         policy_body = await kube.get("IncidentPolicy", where, spec["policy"]) \
             if spec.get("policy") else None
-        if runbook_body is None:
+        if runbook_body is None and not self.status.open:
             return f"runbook {spec['runbook']['name']} not found: cannot run its steps"
         try:
             policy = Policy.parse(policy_body) if policy_body else None
-            runbook = Runbook.parse(runbook_body)
-            if policy is not None:
-                runbook = effective_runbook(runbook, policy)
+            if runbook_body is None:
+                runbook = self.runbook_stand_in(where)
+            else:
+                runbook = Runbook.parse(runbook_body)
+                if policy is not None:
+                    runbook = effective_runbook(runbook, policy)
         except ModelError as exc:
             return f"cannot run the runbook: {exc}"
         if spec.get("severity"):
@@ -208,16 +211,22 @@ class Run:
                 ownership = Ownership.parse(own_body) if own_body else None
             except ModelError:
                 ownership = None
-        gone = None
-        if policy_body is None and spec.get("policy") and self.status.open:
-            gone = ("PolicyDeleted", f"IncidentPolicy {where}/{spec['policy']} was deleted: "
-                    f"nothing checks the target any more, so the incident cannot resolve by "
-                    f"itself")
-        elif deployment is None and self.status.open:
-            gone = ("TargetDeleted", f"Deployment {target['namespace']}/{target['name']} was "
-                    f"deleted: there is nothing left to remediate or to watch recover")
+        gone = missing(spec, where, runbook=runbook_body is not None,
+                       policy=policy_body is not None,
+                       deployment=deployment is not None) if self.status.open else None
         return Loaded(runbook, policy, ownership, deployment,
                       (policy_body or {}).get("status") if policy is not None else None, gone)
+
+    def runbook_stand_in(self, namespace: str) -> Runbook:
+        """A runbook deleted under an open incident: enough of it to name the incident in
+        pages and updates while people take over; no steps, no rules, no trigger."""
+        spec, status = self.body["spec"], self.status
+        slo = (status.slo.deadline - status.detected_at) if status.slo.deadline \
+            and status.detected_at else 0.0
+        return Runbook(namespace=namespace, name=spec["runbook"]["name"],
+                       id=spec["runbook"]["id"], title=spec["runbook"]["name"],
+                       severity=status.severity or spec.get("severity") or "SEV3",
+                       trigger=Trigger(()), steps=(), recovery=Recovery(slo, 0.0))
 
     async def remember_ownership(self, loaded: Loaded) -> None:
         own = loaded.ownership
@@ -250,9 +259,10 @@ class Run:
         roles = tuple(dict.fromkeys((*loaded.runbook.escalation.page,
                                      *(p.role for p in self.status.pages
                                        if p.kind == "page" and not p.about))))
+        lifted = " Its deploy freeze is lifted." if freeze is not None else ""
         self.start_background("page:automation-stopped", self.page(loaded, roles, Ask(
-            "page", f"automation stopped: {stopped.message}. The freeze is lifted; this "
-            f"incident needs people now, and stays open until they close it.",
+            "page", f"automation stopped: {stopped.message}.{lifted} This incident needs "
+            f"people now, and stays open until they close it.",
             about=AUTOMATION_STOPPED_PAGE)))
 
     # -- steps --------------------------------------------------------------------------------
@@ -499,6 +509,23 @@ class Run:
         if step and freeze.since and now - freeze.since > step.params.max_duration:
             return f"maxDuration {step.params.max_duration / 60:g}m reached"
         return None
+
+
+def missing(spec: dict, where: str, *, runbook: bool, policy: bool,
+            deployment: bool) -> tuple[str, str] | None:
+    """Which object an open incident needs is gone, as (reason, message): without its
+    runbook, policy or target it can no longer act or resolve by itself."""
+    if not runbook:
+        return ("RunbookDeleted", f"Runbook {where}/{spec['runbook']['name']} was deleted: "
+                f"its steps and escalation rules can no longer run")
+    if not policy and spec.get("policy"):
+        return ("PolicyDeleted", f"IncidentPolicy {where}/{spec['policy']} was deleted: "
+                f"nothing checks the target any more, so the incident cannot resolve by itself")
+    if not deployment:
+        target = spec["target"]
+        return ("TargetDeleted", f"Deployment {target['namespace']}/{target['name']} was "
+                f"deleted: there is nothing left to remediate or to watch recover")
+    return None
 
 
 def unconfirmed(status: inc.IncidentStatus) -> inc.IncidentStatus:

@@ -1,5 +1,5 @@
-"""An incident whose IncidentPolicy or target Deployment disappears mid-incident (a GitOps
-prune, a hand-deleted object): it says so (timeline, AutomationStopped condition, a Warning
+"""An incident whose IncidentPolicy, Runbook or target Deployment disappears mid-incident (a
+GitOps prune, a hand-deleted object): it says so (timeline, AutomationStopped condition, a Warning
 Event), lifts the freeze it holds, pages its people once, and stays open for them."""
 
 from __future__ import annotations
@@ -126,3 +126,11 @@ def _gone(cluster: Cluster) -> bool:
     except client.ApiException as exc:
         return exc.status == 404
     return False
+
+
+def test_a_deleted_runbook_stops_the_incident_too(rb001, cluster, receiver, env):
+    name = mitigated_and_frozen(rb001, cluster)
+    cluster.custom.delete_namespaced_custom_object(GROUP, VERSION, cluster.namespace,
+                                                   "runbooks", "rb-001")
+    assert_handed_to_people(cluster, receiver, env, name, reason="RunbookDeleted",
+                            names=f"Runbook {cluster.namespace}/rb-001")

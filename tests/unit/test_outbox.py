@@ -208,3 +208,20 @@ def test_automation_stops_once_and_never_for_a_closed_incident() -> None:
     assert inc.stop_automation(once, T0 + 20, "PolicyDeleted", "policy gone") == once
     done = resolved()
     assert inc.stop_automation(done, T0 + 400, "TargetDeleted", "gone") == done
+
+
+def test_what_an_open_incident_misses_names_the_object() -> None:
+    from missioncontrol.engine import missing
+
+    spec = {"runbook": {"name": "rb-001", "id": "RB-001"}, "policy": "guard",
+            "target": {"namespace": "shop", "name": "checkout"}}
+    assert missing(spec, "ops", runbook=True, policy=True, deployment=True) is None
+    assert missing(spec, "ops", runbook=False, policy=False, deployment=False)[0] == \
+        "RunbookDeleted"
+    reason, message = missing(spec, "ops", runbook=True, policy=False, deployment=True)
+    assert reason == "PolicyDeleted" and message.startswith("IncidentPolicy ops/guard was")
+    reason, message = missing(spec, "ops", runbook=True, policy=True, deployment=False)
+    assert reason == "TargetDeleted" and message.startswith("Deployment shop/checkout was")
+    # An incident made by hand, without a policy, misses none.
+    assert missing({**spec, "policy": ""}, "ops", runbook=True, policy=False,
+                   deployment=True) is None
