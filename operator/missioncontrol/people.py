@@ -24,6 +24,8 @@ async def communicate(run: Run, loaded: Loaded) -> None:
     now = run.e.clock()
     await follow_severity(run, loaded, now)
     run.start_background("channel", announce_channel(run, loaded))
+    # A page not delivered within the expiry is given up, also while the incident is open.
+    await run.apply(lambda s: comms.expire(s, now, run.e.delivery_expiry))
     run.start_background("redeliver", redeliver_due(run, loaded))
     await acknowledge(run, loaded, now)
     for role, round_ in comms.repage_due(run.status, loaded.runbook.escalation.page,
