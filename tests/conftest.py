@@ -19,6 +19,7 @@ from kubernetes import client, config
 
 from harness import kubectl
 from harness.cluster import LocalCluster
+from harness.controlplane import ControlPlane
 from harness.exporter import Exporter
 from harness.procs import wait_for
 from harness.prometheus import Prometheus
@@ -32,6 +33,8 @@ class Env:
     exporter: Exporter
     prometheus: Prometheus
     api: client.ApiClient
+    # The local control plane, to stop and start its API server; None on an external cluster.
+    control_plane: ControlPlane | None = None
 
     def kubectl(self, *args: str, input: str | None = None, check: bool = True,
                 namespace: str | None = None) -> subprocess.CompletedProcess:
@@ -62,7 +65,8 @@ def env() -> Iterator[Env]:
     cluster = LocalCluster(workdir).start()
     try:
         yield Env(cluster.kubeconfig, cluster.prometheus_url, cluster.exporter,
-                  cluster.prometheus, config.new_client_from_config(str(cluster.kubeconfig)))
+                  cluster.prometheus, config.new_client_from_config(str(cluster.kubeconfig)),
+                  cluster.control_plane)
     finally:
         cluster.stop()
 
@@ -80,6 +84,13 @@ def namespace(env: Env, _describe: None) -> Iterator[str]:
 
 
 _ENVIRONMENT: list[str] = []
+MEASURED: list[str] = []   # figures a test measured, shown at the end of the run
+
+
+@pytest.fixture
+def measured() -> list[str]:
+    """Append a line here to have it shown in the run's summary."""
+    return MEASURED
 
 
 @pytest.fixture(scope="session")
@@ -93,4 +104,8 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # no
     if _ENVIRONMENT:
         terminalreporter.write_sep("-", "integration environment")
         for line in _ENVIRONMENT:
+            terminalreporter.write_line(line)
+    if MEASURED:
+        terminalreporter.write_sep("-", "measured")
+        for line in MEASURED:
             terminalreporter.write_line(line)

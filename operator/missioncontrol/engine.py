@@ -13,6 +13,7 @@ expires (comms.owed)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -25,7 +26,7 @@ from .actions import freeze as freezing
 from .detect.release import TargetState
 from .guard import POLICY_NAMESPACE, find_ownership
 from .guard import Context as GuardContext
-from .kube import ApiException, Kube
+from .kube import ApiException, Backoff, Kube, Missed, Unavailable
 from .model import Ownership, Policy, Recovery, Runbook, Step, Trigger, effective_runbook
 from .notifiers import DEFAULT_POLICY
 from .notifiers import Policy as DeliveryPolicy
@@ -83,6 +84,7 @@ class Run:
         # People closed it (handlers.incidents.close_incident) while a round was under way:
         # that round must not write its older status over the close.
         self.closed: Callable[[], bool] = lambda: False
+        self.missed = Missed()   # tries an API server outage made fail, told on an Event
 
     # -- status ------------------------------------------------------------------------------
     @property
@@ -108,8 +110,10 @@ class Run:
         data = to_dict(self.status)
         if data == self.committed or self.closed():
             return
-        await self.e.kube.patch_status("Incident", self.namespace, self.name,
-                                       to_dict(self.status, nulls=True))
+        # Written through an outage: what happened must be recorded before anything goes on.
+        await self.e.kube.patiently(lambda: self.e.kube.patch_status(
+            "Incident", self.namespace, self.name, to_dict(self.status, nulls=True)),
+            missed=lambda exc: self.missed.add(self.e.clock(), exc))
         self.committed = data
         # New entries by content, not position: the list is capped and drops its oldest.
         seen = set(before.timeline)
@@ -121,15 +125,31 @@ class Run:
     async def drive(self, stopped: Any, latest: Callable[[], dict],
                     closed: Callable[[], bool] | None = None) -> None:
         self.closed = closed or self.closed
+        # An API server outage is waited out here, never left to kopf's daemon backoff.
+        backoff = Backoff()
         try:
             while not stopped and not self.closed():
                 self.body = latest()
                 try:
                     wait = await self.round()
+                except Unavailable as exc:
+                    self.missed.add(self.e.clock(), exc)
+                    delay = backoff.next()
+                    # An outage (a starting API server's 503s included): kube.Health logs it.
+                    if exc.answered and not self.e.kube.health.down:
+                        log.warning("incident %s/%s: round skipped: %s; retrying in %.1f s",
+                                    self.namespace, self.name, exc, delay)
+                    if await self.e.kube.health.pause(delay, stopped):
+                        backoff.reset()   # it is back: the next failure is a new story
+                    continue
                 except ApiException as exc:
                     log.warning("incident %s/%s: API error %s, retrying", self.namespace,
                                 self.name, exc.status)
                     wait = self.e.tick
+                backoff.reset()
+                told = self.missed.told(self.e.clock(), "incident rounds delayed")
+                if told:
+                    self.e.post_event(self.body, "Warning", "APIUnavailable", told)
                 if not self.status.open and not comms.owed(self.status):
                     return
                 await stopped.wait(wait)
@@ -291,7 +311,7 @@ class Run:
         if task is not None and not task.done():
             work.close()
             return
-        self.tasks[key] = asyncio.create_task(work, name=f"{self.name}:{key}")
+        self.tasks[key] = asyncio.create_task(_past_outages(work), name=f"{self.name}:{key}")
 
     async def execute(self, step: Step, loaded: Loaded) -> None:
         now = self.e.clock()
@@ -308,6 +328,8 @@ class Run:
                                             step.timeout or STEP_TIMEOUT)
         except TimeoutError:
             result = StepResult.failed(f"timed out after {step.timeout or STEP_TIMEOUT:g}s")
+        except Unavailable:
+            raise   # neither done nor failed: the step stays Running and runs again
         except ApiException as exc:
             result = StepResult.failed(f"API error {exc.status}: {exc.reason}")
         except Exception as exc:  # noqa: BLE001 - a step's bug must not kill the incident
@@ -537,6 +559,13 @@ def unconfirmed(status: inc.IncidentStatus) -> inc.IncidentStatus:
     return replace(status,
                    pages=tuple(replace(p, outcome=fix(p.outcome)) for p in status.pages),
                    updates=tuple(replace(u, outcome=fix(u.outcome)) for u in status.updates))
+
+
+async def _past_outages(work: Awaitable[None]) -> None:
+    """Background work cut short by an API server outage ends quietly (the outage is logged
+    once, by kube.Health); the next round starts it again."""
+    with contextlib.suppress(Unavailable):
+        await work
 
 
 def _blocks(step: Step, state: str) -> bool:

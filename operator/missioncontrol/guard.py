@@ -190,10 +190,13 @@ async def open_incident(ctx: Context, policy: Policy, runbook: Runbook, target: 
     namespace, deployment = target.key
     existing = await ctx.kube.list("Incident", namespace, label_selector=(
         f"{LABEL_TARGET}={deployment},{LABEL_POLICY}={policy.name}"))
-    for body in existing:
-        if ((body.get("status") or {}).get("phase") or inc.DETECTED) in inc.OPEN_PHASES:
-            return body["metadata"]["name"]
     name = f"{runbook.id.lower()}-{deployment}"[:52] + f"-r{state.revision}"
+    for body in existing:
+        phase = (body.get("status") or {}).get("phase")
+        if phase is None and body["metadata"]["name"] == name:
+            continue   # created, its status not written (an outage between): write it below
+        if (phase or inc.DETECTED) in inc.OPEN_PHASES:
+            return body["metadata"]["name"]
     mode = "dryRun" if policy.dry_run or ctx.force_dry_run else "enforce"
     reason = "; ".join(f"{c.condition}: {c.message}" for c in fired)[:1000]
     owner = await _owner(ctx, policy, target)

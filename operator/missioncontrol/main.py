@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import kopf
 from prometheus_client import start_http_server
 
-from . import guard, timeutil
+from . import guard, metrics, timeutil
 from .engine import Engine
 from .kube import Kube, load_client
 from .signals.prometheus import Prometheus
@@ -43,6 +43,7 @@ def register() -> None:
 
 def build_memo(options: Options) -> kopf.Memo:
     kube = Kube(load_client(options.kubeconfig))
+    metrics.SECONDS_SINCE_API_SUCCESS.set_function(kube.health.seconds_since_success)
     prometheus = Prometheus(options.prometheus_url) if options.prometheus_url else None
     memo = kopf.Memo()
     memo.options = options

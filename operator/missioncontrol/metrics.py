@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 # Incident durations run from seconds (a fast rollback) to hours.
 _BUCKETS = (1, 2, 5, 10, 30, 60, 120, 300, 600, 1200, 1800, 2700, 3600, 7200, 14400)
@@ -31,3 +31,8 @@ TIME_TO_MITIGATE = Histogram(
 TIME_TO_RESOLVE = Histogram(
     "missioncontrol_time_to_resolve_seconds", "From detection to Resolved.",
     ["runbook"], buckets=_BUCKETS)
+# Alert on it: above a few ticks, the operator is not seeing or changing the cluster (its
+# value comes from kube.Health at each scrape; see main.build_memo).
+SECONDS_SINCE_API_SUCCESS = Gauge(
+    "missioncontrol_seconds_since_last_api_success",
+    "Seconds since a Kubernetes API call of the operator last succeeded.")

@@ -55,7 +55,10 @@ class Brief:
 
 async def secret_value(kube: Kube, namespace: str, route: Route) -> str | None:
     try:
-        secret = await kube.json(kube.core.read_namespaced_secret, route.secret.name, namespace)
+        # Through an outage: a page is not a failed delivery because its route could not
+        # be read yet (that would wait RETRY_AFTER).
+        secret = await kube.patiently(lambda: kube.json(kube.core.read_namespaced_secret,
+                                                        route.secret.name, namespace))
     except ApiException as exc:
         if exc.status == 404:
             return None

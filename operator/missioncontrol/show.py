@@ -23,10 +23,11 @@ def load(kind: str, source: str, *, namespace: str, kubeconfig: str | None) -> d
     from kubernetes import client
 
     from . import GROUP, VERSION
-    from .kube import PLURALS, load_client
+    from .kube import PLURALS, REQUEST_TIMEOUT, load_client
 
     api = client.CustomObjectsApi(load_client(kubeconfig))
-    return api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURALS[kind], source)
+    return api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURALS[kind], source,
+                                            _request_timeout=REQUEST_TIMEOUT)
 
 
 def render_runbook_command(source: str, *, namespace: str, kubeconfig: str | None) -> int:

@@ -7,6 +7,7 @@ import base64
 import os
 import ssl
 import subprocess
+import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,6 +75,8 @@ class ControlPlane:
     procs: list[Proc] = field(default_factory=list)
     kubeconfig: Path | None = None
     server: str = ""
+    apiserver: Proc | None = None
+    _admin_tls: ssl.SSLContext | None = None
 
     def binary(self, name: str) -> str:
         path = self.bin_dir / name
@@ -139,14 +142,14 @@ class ControlPlane:
             "--v=1",
         ], logs / "kube-apiserver.log").start()
         self.procs.append(apiserver)
+        self.apiserver = apiserver
 
         self.kubeconfig = self.workdir / "kubeconfig"
         self.kubeconfig.write_text(yaml.safe_dump(_kubeconfig(self.server, ca, admin)))
         self.kubeconfig.chmod(0o600)
-        context = ssl.create_default_context(cafile=str(ca.cert))
-        context.load_cert_chain(str(admin.cert), str(admin.key))
-        wait_for(lambda: _http_ok(f"{self.server}/readyz", context), timeout=120,
-                 what="kube-apiserver /readyz", alive=apiserver.check_alive)
+        self._admin_tls = ssl.create_default_context(cafile=str(ca.cert))
+        self._admin_tls.load_cert_chain(str(admin.cert), str(admin.key))
+        self._wait_ready(timeout=120)
 
         kcm_port = free_port()
         kcm = Proc("kube-controller-manager", [
@@ -170,6 +173,31 @@ class ControlPlane:
         wait_for(lambda: _http_ok(f"https://127.0.0.1:{kcm_port}/healthz", insecure),
                  timeout=60, what="kube-controller-manager /healthz", alive=kcm.check_alive)
 
+    def _wait_ready(self, *, timeout: float) -> None:
+        # Short tries: the moment it is ready is measured by tests (see start_apiserver).
+        wait_for(lambda: _http_ok(f"{self.server}/readyz", self._admin_tls, timeout=0.5),
+                 timeout=timeout, what="kube-apiserver /readyz", interval=0.05,
+                 alive=self.apiserver.check_alive)
+
+    def stop_apiserver(self, *, kill: bool = False) -> None:
+        """Stop the kube-apiserver alone (SIGTERM, or SIGKILL as a crash would): etcd, the
+        controller manager and every client stay up and see it go."""
+        assert self.apiserver is not None, "not started"
+        if kill:
+            self.apiserver.kill()
+        else:
+            # It stops listening at once, then may linger in its shutdown for a long while.
+            self.apiserver.stop(timeout=5)
+
+    def start_apiserver(self, *, timeout: float = 120) -> float:
+        """Start it again with the same flags: same port, certificates and etcd, so the data
+        and every kubeconfig stay valid. Returns when it answers /readyz again, with that
+        moment (time.monotonic())."""
+        assert self.apiserver is not None, "not started"
+        self.apiserver.start()
+        self._wait_ready(timeout=timeout)
+        return time.monotonic()
+
     def check_alive(self) -> None:
         for proc in self.procs:
             proc.check_alive()
@@ -180,6 +208,6 @@ class ControlPlane:
         self.procs.clear()
 
 
-def _http_ok(url: str, context: ssl.SSLContext | None = None) -> bool:
-    with urllib.request.urlopen(url, timeout=5, context=context) as response:
+def _http_ok(url: str, context: ssl.SSLContext | None = None, *, timeout: float = 5) -> bool:
+    with urllib.request.urlopen(url, timeout=timeout, context=context) as response:
         return response.status == 200

@@ -81,6 +81,11 @@ class Proc:
         except FileNotFoundError:
             return "(no log)"
 
+    def kill(self, timeout: float = 15) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait(timeout)
+
     def stop(self, timeout: float = 15) -> None:
         if self.popen is None or self.popen.poll() is not None:
             return

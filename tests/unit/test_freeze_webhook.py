@@ -89,6 +89,57 @@ def test_a_namespace_freeze_covers_its_deployments() -> None:
     check(body(HEALTHY, frozen=False), body(BROKEN, frozen=False), freezes)
 
 
+class LiveIncidents:
+    """Memo.kube as the live read of the webhook uses it: the Incidents of a namespace."""
+
+    def __init__(self, items: list[dict] | Exception) -> None:
+        self.items = items
+        self.asked: list[tuple] = []
+
+    @property
+    def kube(self) -> LiveIncidents:
+        return self
+
+    @property
+    def custom(self) -> LiveIncidents:
+        return self
+
+    def list_namespaced_custom_object(self, *args: object, **kwargs: object) -> dict:
+        self.asked.append((args, kwargs))
+        if isinstance(self.items, Exception):
+            raise self.items
+        return {"items": self.items}
+
+
+def frozen_by(name: str, *, objects: list[str], allowed: str | None) -> dict:
+    return {"metadata": {"name": name, "namespace": "shop"},
+            "status": {"phase": "Mitigating", "freeze": {
+                "active": True, "objects": objects, "allowedTemplateHash": allowed}}}
+
+
+def test_a_freeze_the_index_has_not_seen_yet_is_read_from_the_cluster() -> None:
+    """The index follows a watch that may lag the operator's own write of the freeze
+    (seconds, after an API server outage): its own rollback must still pass."""
+    live = LiveIncidents([frozen_by("inc-web-7f3k", objects=["Namespace/shop"],
+                                    allowed=podtemplate.fingerprint(HEALTHY))])
+    check_freeze(body=body(HEALTHY), old=body(BROKEN), freezes={}, operation="UPDATE",
+                 memo=live)
+    assert live.asked and live.asked[0][1]["_request_timeout"]
+    with pytest.raises(kopf.AdmissionError) as caught:   # and it stays frozen to others
+        check_freeze(body=body(NEXT), old=body(BROKEN), freezes={}, operation="UPDATE",
+                     memo=live)
+    assert "frozen by incident inc-web-7f3k" in str(caught.value)
+
+
+@pytest.mark.parametrize("items", [[], RuntimeError("unreachable"), [frozen_by(
+    "inc-api", objects=["Deployment/shop/api"], allowed=None)]])
+def test_no_freeze_in_the_cluster_either_refuses_as_before(items) -> None:
+    with pytest.raises(kopf.AdmissionError) as caught:
+        check_freeze(body=body(HEALTHY), old=body(BROKEN), freezes={}, operation="UPDATE",
+                     memo=LiveIncidents(items))
+    assert "no open incident holds the freeze" in str(caught.value)
+
+
 def test_a_freeze_of_another_deployment_does_not_count() -> None:
     freezes = {"Deployment/shop/api": [ENTRY], "Namespace/other": [ENTRY]}
     assert "no open incident holds the freeze" in rejected(body(NEXT), body(BROKEN), freezes)

@@ -12,6 +12,7 @@ from .. import GROUP, VERSION, comms
 from .. import incident as inc
 from ..actions import freeze as freezing
 from ..engine import Run
+from ..kube import Unavailable
 from ..records import from_dict, to_dict
 
 
@@ -43,6 +44,14 @@ async def drive_incident(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonS
 @kopf.on.field(GROUP, VERSION, "incidents", field="spec.close", new=True)
 async def close_incident(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger,
                          **_: object) -> None:
+    try:
+        await _close(body, memo, logger)
+    except Unavailable as exc:
+        # An outage, not a failure: one line, and again in seconds (not kopf's 60 s).
+        raise kopf.TemporaryError(f"the API server is unavailable ({exc})", delay=2) from None
+
+
+async def _close(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger) -> None:
     status = from_dict(inc.IncidentStatus, body.get("status"))
     if status.phase == inc.CLOSED:
         return

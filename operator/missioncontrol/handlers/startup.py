@@ -22,6 +22,10 @@ async def configure(settings: kopf.OperatorSettings, memo: kopf.Memo,
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     settings.networking.request_timeout = 30
+    # kopf's own requests (watches, events) retry an API server outage at the pace of ours
+    # (kube.Backoff: 0.5 s doubling to 5 s) rather than 1..21 s, so watches are back within
+    # seconds of it; about a minute of retries, as by default, before a request gives up.
+    settings.networking.error_backoffs = (0.5, 1, 2, 4, *(5,) * 10)
     # Peering: kopf's own (no Lease); HA replicas need distinct --priority values.
     settings.peering.standalone = memo.options.standalone
     # With peering asked for, a missing peering object must stop us, not let every replica act.
