@@ -216,10 +216,18 @@ def probe(pod: str, count: int) -> ProbeEvents:
 
 
 def test_readiness_within_grace_is_unknown() -> None:
-    check, seen = signals.readiness("readiness", GRACE, reading(pods(True, False)), {}, 29.0)
+    check, seen = signals.readiness("readiness", GRACE, reading(pods(False, False)), {}, 29.0)
     assert check.outcome is Outcome.UNKNOWN
-    assert "1/2 pods of web-b not Ready yet" in check.message and "30s grace" in check.message
+    assert "2/2 pods of web-b not Ready yet" in check.message and "30s grace" in check.message
     assert seen == {}
+
+
+def test_ready_pods_pass_beside_pods_still_starting() -> None:
+    # A rolling update starts its pods one after the other: the Ready ones are judged, the
+    # one inside its grace period not yet.
+    check, _ = signals.readiness("readiness", GRACE, reading(pods(True, False)), {}, 29.0)
+    assert check.outcome is Outcome.PASS
+    assert check.message == "1/2 pods of web-b Ready, 1 starting within the 30s grace period"
 
 
 def test_readiness_past_grace_fails() -> None:
@@ -241,37 +249,50 @@ def test_readiness_no_pods_or_no_release_is_unknown() -> None:
 
 
 def test_readiness_counts_new_probe_failures_by_event_count() -> None:
-    ready = pods(True, True)
-    check, seen = signals.readiness("readiness", GRACE, reading(ready, probe("web-b-0", 2)),
+    # Pods long started that turned NotReady 5s ago: not late yet, but failing their probe.
+    dropped = pods(False, True, since=5.0)
+    check, seen = signals.readiness("readiness", GRACE, reading(dropped, probe("web-b-0", 2)),
                                     {}, 10.0)
-    assert check.outcome is Outcome.FAIL
-    assert "2 readiness-probe failures since the last check" in check.message
+    assert check.outcome is Outcome.FAIL and check.value == 1.0
+    assert "2 readiness-probe failures since the last check on pods still not Ready" \
+        in check.message
     assert "HTTP 503" in check.message and seen == {"web-b-0.17a": 2}
 
-    # The same Event with the same count, seen again: nothing new.
-    check, seen = signals.readiness("readiness", GRACE, reading(ready, probe("web-b-0", 2)),
+    # The same Event with the same count, seen again: nothing new, the pod not late yet.
+    check, seen = signals.readiness("readiness", GRACE, reading(dropped, probe("web-b-0", 2)),
                                     seen, 20.0)
     assert check.outcome is Outcome.PASS
 
     # The kubelet aggregated three more failures into it: 2 -> 5.
-    check, seen = signals.readiness("readiness", GRACE, reading(ready, probe("web-b-0", 5)),
+    check, seen = signals.readiness("readiness", GRACE, reading(dropped, probe("web-b-0", 5)),
                                     seen, 30.0)
     assert check.outcome is Outcome.FAIL and check.message.startswith("3 readiness-probe")
     assert seen == {"web-b-0.17a": 5}
 
 
+def test_a_pod_ready_now_cancels_its_earlier_probe_failures() -> None:
+    # Failures the kubelet reported before the pod turned Ready are its start-up.
+    ready = pods(True, True)
+    check, seen = signals.readiness("readiness", GRACE, reading(ready, probe("web-b-0", 7)),
+                                    {"web-b-0.17a": 2}, 40.0)
+    assert check.outcome is Outcome.PASS and check.message == "2/2 pods of web-b Ready"
+    assert seen == {"web-b-0.17a": 7}           # counted as seen: never counted later
+
+
 def test_readiness_sums_events_of_several_pods() -> None:
     events = (probe("web-b-0", 4), probe("web-b-1", 1))
-    check, _ = signals.readiness("readiness", GRACE, reading(pods(True, True), *events),
+    check, _ = signals.readiness("readiness", GRACE,
+                                 reading(pods(False, False, since=5.0), *events),
                                  {"web-b-0.17a": 3}, 10.0)
-    assert check.message.startswith("2 readiness-probe failures")
+    assert check.message.startswith("2 readiness-probe failures") and check.value == 2.0
 
 
 # -- detect.release: following releases -------------------------------------------------------
-def deployment(rs: str | None, revision: int, *,
-               complete: bool = True) -> release.DeploymentReading:
-    return release.DeploymentReading("shop", "web", revision, rs, complete, 3,
-                                     3 if complete else 1)
+def deployment(rs: str | None, revision: int, *, complete: bool = True, replicas: int = 3,
+               paused: bool = False) -> release.DeploymentReading:
+    up = replicas if complete else min(1, replicas)
+    return release.DeploymentReading("shop", "web", revision, rs, complete, replicas, up,
+                                     available=up, paused=paused)
 
 
 def follow(steps: list[tuple[float, release.DeploymentReading]], *, stable_for: float = 120.0,
@@ -297,6 +318,37 @@ def test_a_break_restarts_the_stable_period() -> None:
     state = follow([(0.0, a), (100.0, a_broken), (110.0, a), (200.0, a)])
     assert not state.known_healthy and state.healthy_since == 110.0
     assert follow([(230.0, a)], state=state).last_healthy_replica_set == "web-a"
+
+
+def test_a_release_at_zero_replicas_never_becomes_last_healthy() -> None:
+    # Scaled to 0, a new template "rolls out" without a single pod of it: it never ran.
+    state = follow([(0.0, deployment("web-a", 1)), (120.0, deployment("web-a", 1))])
+    at_zero = deployment("web-b", 2, replicas=0)
+    assert at_zero.complete
+    state = follow([(200.0, at_zero), (400.0, at_zero), (4000.0, at_zero)], state=state)
+    assert state.replica_set == "web-b" and state.healthy_since is None
+    assert (state.last_healthy_replica_set, state.last_healthy_revision) == ("web-a", 1)
+    assert state.rollback_target() == (1, "web-a")
+    # Scaled up, it runs: now it can prove itself.
+    state = follow([(4100.0, deployment("web-b", 2)), (4220.0, deployment("web-b", 2))],
+                   state=state)
+    assert (state.last_healthy_replica_set, state.previous_healthy_replica_set) == (
+        "web-b", "web-a")
+
+
+def test_a_paused_deployment_keeps_its_last_healthy_release() -> None:
+    state = follow([(0.0, deployment("web-a", 1)), (120.0, deployment("web-a", 1))])
+    paused = deployment("web-b", 2, paused=True)
+    state = follow([(200.0, paused), (4000.0, paused)], state=state)
+    assert state.healthy_since is None and state.last_healthy_replica_set == "web-a"
+
+
+def test_the_current_replica_set_must_itself_have_available_pods() -> None:
+    # The Deployment's counts say "rolled out", but none of them are pods of web-b.
+    reading = replace(deployment("web-b", 2), available=0)
+    assert not reading.running
+    state = follow([(0.0, reading), (500.0, reading)])
+    assert not state.known_healthy
 
 
 def test_not_recorded_healthy_while_an_incident_is_open() -> None:
@@ -392,8 +444,9 @@ def test_evaluate_fires_after_three_failing_readiness_checks() -> None:
         state, made, fired = release.evaluate(RB001, state, stuck, float(now))
         outcomes.append(next(c.outcome for c in made if c.condition == "readiness"))
         fired_at += [(now, c.condition) for c in fired]
-    # Within the 30s grace period the pods are not yet failing; 30, 40, 50 are three failures.
-    assert outcomes == [Outcome.UNKNOWN] * 3 + [Outcome.FAIL] * 3
+    # Within the 30s grace period the two starting pods are not judged and the Ready one
+    # passes; at 30, 40, 50 the two are late: three failures.
+    assert outcomes == [Outcome.PASS] * 3 + [Outcome.FAIL] * 3
     assert fired_at == [(50, "readiness")]
     assert state.checks["readiness"].failures == 3
 
@@ -512,3 +565,71 @@ def test_target_state_is_not_shared_between_copies() -> None:
     before = copy.deepcopy(state)
     release.evaluate(RB001, state, release.Readings(reading(pods(False))), 40.0)
     assert state == before
+
+
+# -- slow starts and broken releases under a fast-probing kubelet ------------------------------
+def kubelet(now: float, starts: tuple[float, ...], ready_at: tuple[float, ...],
+            period: float) -> tuple[release.DeploymentReading, release.Readings]:
+    """web-b's pods as the kubelet reports them: pod i starts at `starts[i]` and is Ready from
+    `ready_at[i]`; until then its readiness probe fails every `period` seconds, aggregated
+    into one Event per pod (count = the failures so far)."""
+    pod_list, events = [], []
+    for i, (start, ready) in enumerate(zip(starts, ready_at, strict=True)):
+        if now < start:
+            continue
+        is_ready = now >= ready
+        pod_list.append(PodReading(f"web-b-{i}", is_ready, start, start))
+        failures = math.ceil((min(now, ready) - start) / period)
+        if failures:
+            events.append(probe(f"web-b-{i}", failures))
+    complete = len(pod_list) == len(starts) and all(p.ready for p in pod_list)
+    return (deployment("web-b", 2, complete=complete),
+            release.Readings(ReleaseReading("web-b", tuple(pod_list), tuple(events))))
+
+
+def run_release(starts: tuple[float, ...], ready_at: tuple[float, ...], *, period: float,
+                until: float = 300.0) -> tuple[list[float], list[str]]:
+    """RB-001 (readiness every 10s, 3 failures, 30s grace) over a release at t=0."""
+    state = follow([(-3600.0, deployment("web-a", 1)), (-3000.0, deployment("web-a", 1))])
+    fired_at, outcomes = [], []
+    for i in range(int(until / 10)):
+        now = i * 10.0
+        seen, readings = kubelet(now, starts, ready_at, period)
+        state, fired = tick(RB001, state, seen, readings, now)
+        outcomes.append(state.checks["readiness"].last_outcome)
+        if fired:
+            fired_at.append(now)
+            state = replace(state, incident="inc-1")
+    return fired_at, outcomes
+
+
+@pytest.mark.parametrize("period", [1.0, 3.0, 10.0, 30.0])
+def test_a_slow_start_ready_before_the_third_failing_check_never_fires(period: float) -> None:
+    # Ready at 45s: the checks at 30s and 40s fail (not Ready past the 30s grace), the one at
+    # 50s finds it Ready. The failures the kubelet reported until 45s are its start-up.
+    fired_at, outcomes = run_release((0.0,), (45.0,), period=period)
+    assert fired_at == []
+    assert outcomes[3:6] == ["Fail", "Fail", "Pass"]
+
+
+@pytest.mark.parametrize("period", [1.0, 10.0, 30.0])
+def test_a_rolling_update_of_slow_pods_never_fires(period: float) -> None:
+    # One pod after the other (maxSurge 1), each Ready 45s after its start.
+    fired_at, outcomes = run_release((0.0, 45.0, 90.0), (45.0, 90.0, 135.0), period=period)
+    assert fired_at == []
+    # Not Ready past its grace: web-b-0 at 30 and 40, web-b-1 at 80, web-b-2 at 120 and 130.
+    failing = [i * 10 for i, outcome in enumerate(outcomes) if outcome == "Fail"]
+    assert failing == [30, 40, 80, 120, 130] and outcomes[-1] == "Pass"
+
+
+@pytest.mark.parametrize("period", [1.0, 30.0])
+def test_a_broken_release_fires_within_n_intervals_after_grace(period: float) -> None:
+    fired_at, _ = run_release((0.0, 0.0), (math.inf, math.inf), period=period)
+    # The 3rd failing check: at 30s (grace), 40s and 50s: within 3 x 10s + 30s.
+    assert fired_at == [50.0]
+
+
+def test_a_pod_that_stays_unready_fires_even_beside_ready_ones() -> None:
+    fired_at, _ = run_release((0.0, 45.0), (45.0, math.inf), period=1.0)
+    # web-b-1 starts at 45s and is late from 75s: 80, 90, 100.
+    assert fired_at == [100.0]

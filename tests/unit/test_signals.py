@@ -92,6 +92,16 @@ def test_joins_each_deployment_with_its_current_replica_set() -> None:
     assert api.release.events == ()
 
 
+def test_reads_the_current_replica_sets_available_pods_and_the_pause() -> None:
+    deployments, replica_sets, pods, events = listings()
+    replica_sets[1]["status"] = {"availableReplicas": 2}
+    deployments[0]["spec"]["paused"] = True
+    web, api = targets_in(deployments, replica_sets, pods, events)
+    assert (web.reading.available, web.reading.paused) == (2, True)
+    assert not web.reading.running          # paused: what it runs proves nothing
+    assert (api.reading.available, api.reading.paused) == (0, False)
+
+
 def test_only_the_current_replica_sets_live_pods() -> None:
     web, _ = targets_in(*listings())
     assert [(p.name, p.ready) for p in web.release.pods] == [("web-b-1", True),

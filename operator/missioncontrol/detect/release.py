@@ -22,6 +22,17 @@ class DeploymentReading:
     complete: bool               # rolled out: every replica updated, ready and available
     replicas: int = 0
     ready_replicas: int = 0
+    available: int = 0           # available replicas of the current ReplicaSet itself
+    paused: bool = False
+
+    @property
+    def running(self) -> bool:
+        """Do pods of the current template really serve? Rolled out, not paused, and at
+        least one replica of that ReplicaSet available. A Deployment scaled to 0 "rolls out"
+        a new template without running a single pod of it; a paused one has not rolled out
+        what its template says."""
+        return (self.complete and not self.paused and self.replicas >= 1
+                and self.available >= 1 and self.replica_set is not None)
 
 
 @dataclass(frozen=True)
@@ -87,15 +98,16 @@ class TargetState:
 
 def observe(state: TargetState, reading: DeploymentReading, *, stable_for: float,
             now: float) -> TargetState:
-    """Follow releases, and record a release as healthy once it has been fully rolled out
-    and available for `stable_for` seconds without a break."""
+    """Follow releases, and record a release as healthy once it has run: fully rolled out,
+    with pods of it available, for `stable_for` seconds without a break. A Deployment at 0
+    replicas or paused proves nothing and keeps its previous last healthy release."""
     if reading.replica_set != state.replica_set:
         # A new release (or a rollback to an older ReplicaSet): checks start afresh.
         state = replace(state, revision=reading.revision, replica_set=reading.replica_set,
                         released_at=now, healthy_since=None, checks={}, event_counts={})
     elif reading.revision != state.revision:
         state = replace(state, revision=reading.revision)
-    if not reading.complete or reading.replica_set is None:
+    if not reading.running:
         return replace(state, healthy_since=None) if state.healthy_since is not None else state
     since = state.healthy_since if state.healthy_since is not None else now
     state = replace(state, healthy_since=since)

@@ -65,42 +65,51 @@ class ReleaseReading:
 
 def readiness(name: str, detector: Readiness, reading: ReleaseReading | None,
               seen: dict[str, int], now: float) -> tuple[Check, dict[str, int]]:
-    """One readiness check of a release's pods.
+    """One readiness check of a release's pods, judged by their state now.
 
-    Fails when a pod of the new ReplicaSet is not Ready beyond the grace period, or when the
-    kubelet reported readiness-probe failures since the last check on pods older than the
-    grace period (counted by the Event's aggregated count, so one Event is never counted
-    twice; a starting pod's probe failures are its start-up, not a failure). Passes when
-    every pod is Ready and no new probe failure appeared. Otherwise (no pods yet, pods still
-    inside their grace period) the outcome is unknown."""
+    A pod that is Ready now passes, whatever the kubelet reported of it before: its earlier
+    probe failures were its start (or a blip it recovered from) and are cancelled. A pod not
+    Ready fails the check when it has been not Ready for longer than the grace period, or when
+    the kubelet reported readiness-probe failures on it since the last check and the pod is
+    older than the grace period (counted by the Event's aggregated count, so one Event is never
+    counted twice). The check fails if any pod fails; passes if none does and at least one is
+    Ready (pods still inside their grace period are not judged yet: a rolling update starts its
+    pods one after the other); otherwise (no pods yet, all still starting) it is unknown.
+
+    Judging the state at the check, not the failures on the way, is what keeps a slow start
+    safe whatever the probe period: with a 1 s probe the kubelet reports a failure every second
+    until the pod is Ready, and those failures must not count once it is."""
     if reading is None:
         return Check(name, Outcome.UNKNOWN, now, None, "no release to check"), seen
     counts = {e.key: e.count for e in reading.events}
-    started = {p.name for p in reading.pods if now - p.created >= detector.grace_period}
-    new_failures = sum(max(0, e.count - seen.get(e.key, 0)) for e in reading.events
-                       if e.pod in started)
+    not_ready = {p.name for p in reading.pods if not p.ready}
+    started = {p.name for p in reading.pods
+               if p.name in not_ready and now - p.created >= detector.grace_period}
+    new_events = [e for e in reading.events if e.pod in started and e.count > seen.get(e.key, 0)]
+    new_failures = sum(e.count - seen.get(e.key, 0) for e in new_events)
     late = [p for p in reading.pods
             if not p.ready and now - p.not_ready_since >= detector.grace_period]
     total = len(reading.pods)
+    ready = total - len(not_ready)
     if late or new_failures:
         parts = []
         if late:
             parts.append(f"{len(late)}/{total} pods of {reading.replica_set} not Ready for "
                          f"more than {detector.grace_period:g}s")
         if new_failures:
-            sample = next(e.message for e in reading.events
-                          if e.pod in started and e.count > seen.get(e.key, 0))
             plural = "s" if new_failures != 1 else ""
             parts.append(f"{new_failures} readiness-probe failure{plural} since the last "
-                         f"check ({sample})")
-        return Check(name, Outcome.FAIL, now, float(len(late)), "; ".join(parts)), counts
-    if total and all(p.ready for p in reading.pods):
-        return Check(name, Outcome.PASS, now, 0.0,
-                     f"{total}/{total} pods of {reading.replica_set} Ready"), counts
+                         f"check on pods still not Ready ({new_events[0].message})")
+        failing = len({p.name for p in late} | {e.pod for e in new_events})
+        return Check(name, Outcome.FAIL, now, float(failing), "; ".join(parts)), counts
     if not total:
         return Check(name, Outcome.UNKNOWN, now, None,
                      f"{reading.replica_set} has no pods yet"), counts
-    waiting = sum(1 for p in reading.pods if not p.ready)
+    starting = (f", {total - ready} starting within the {detector.grace_period:g}s grace "
+                f"period" if ready < total else "")
+    if ready:
+        return Check(name, Outcome.PASS, now, 0.0,
+                     f"{ready}/{total} pods of {reading.replica_set} Ready{starting}"), counts
     return Check(name, Outcome.UNKNOWN, now, None,
-                 f"{waiting}/{total} pods of {reading.replica_set} not Ready yet, "
+                 f"{total - ready}/{total} pods of {reading.replica_set} not Ready yet, "
                  f"within the {detector.grace_period:g}s grace period"), counts

@@ -80,7 +80,9 @@ def targets_in(deployments: list[dict], replica_sets: list[dict], pods: list[dic
             namespace=dep["metadata"]["namespace"], name=dep["metadata"]["name"],
             revision=revision, replica_set=current["metadata"]["name"] if current else None,
             complete=rolled_out(dep), replicas=int(dep["spec"].get("replicas", 1)),
-            ready_replicas=int((dep.get("status") or {}).get("readyReplicas") or 0))
+            ready_replicas=int((dep.get("status") or {}).get("readyReplicas") or 0),
+            available=int(((current or {}).get("status") or {}).get("availableReplicas") or 0),
+            paused=bool(dep["spec"].get("paused")))
         release = None
         if current is not None:
             rs_pods = pods_by_owner.get(current["metadata"]["uid"], [])
