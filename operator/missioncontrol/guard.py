@@ -6,19 +6,21 @@ Incident where a condition fires, and write it all back into the policy's status
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from . import incident as inc
 from . import metrics, owners, templates
-from .detect.outcome import Check
+from .detect.outcome import Check, Outcome
 from .detect.release import Readings, TargetState, armed, evaluate, next_due, observe
 from .kube import ApiException, Kube
-from .model import Ownership, Policy, RisesSharply, Runbook, Threshold, effective_runbook
+from .model import Condition, Ownership, Policy, RisesSharply, Runbook, Threshold, effective_runbook
 from .parse import ModelError
 from .records import from_dict, to_dict
 from .signals.kubernetes import Target, read_targets
-from .signals.prometheus import Prometheus
+from .signals.prometheus import Answer, InFlight, Prometheus
 from .timeutil import Clock
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,8 @@ class Context:
     prometheus: Prometheus | None
     clock: Clock
     force_dry_run: bool = False
+    # PromQL queries running beside the ticks, per (policy, condition): see tick().
+    queries: InFlight = field(default_factory=InFlight)
 
 
 @dataclass
@@ -104,37 +108,91 @@ async def resolve(ctx: Context, body: dict) -> Resolved | Readiness:
 
 
 async def tick(ctx: Context, body: dict) -> TickResult:
+    """One pass over the policy's targets. Readiness is judged first, from the cluster's
+    answer alone; the PromQL conditions then take the answers Prometheus gave within the time
+    this tick can spare before the next readiness check is due. A query still running stays
+    running (its own deadline ends it: see signals.prometheus), and its conditions wait."""
     resolved = await resolve(ctx, body)
     if isinstance(resolved, Readiness):
         return TickResult(resolved, wait=10.0)
     policy, runbook = resolved.policy, resolved.runbook
-    now = ctx.clock()
-    states = {(t["namespace"], t["name"]): from_dict(TargetState, t)
+    stored = {(t["namespace"], t["name"]): from_dict(TargetState, t)
               for t in (body.get("status") or {}).get("targets") or []}
     targets = await read_targets(ctx.kube, policy)
-    readings = await _prometheus_readings(ctx, runbook, targets, states, now)
-    new_states: list[TargetState] = []
-    opened: list[str] = []
+    owner = (policy.namespace, policy.name)
+    asked = _ask_prometheus(ctx, owner, runbook, targets, stored, ctx.clock())
+    cluster = _only(runbook, lambda c: not _reads_prometheus(c))
+    states: dict[tuple[str, str], TargetState] = {}
+    judging = _Round(ctx, resolved, ctx.clock())
     for target in targets:
-        state = states.get(target.key) or TargetState(*target.key)
+        state = stored.get(target.key) or TargetState(*target.key)
         state = await _follow_incident(ctx, state)
-        state = observe(state, target.reading, stable_for=runbook.recovery.stable_for, now=now)
-        was_armed = armed(runbook, state, now)
-        state, made, fired = evaluate(runbook, state, readings.get(target.key, Readings()), now)
-        if fired and was_armed:
-            state = state.distrust_current()
-            name = await open_incident(ctx, policy, runbook, target, state, made, fired, now)
-            state = replace(state, incident=name)
-            opened.append(name)
-        await _mark_last_healthy(ctx, target, state)
-        new_states.append(state)
-    wait = min((next_due(runbook, s, ctx.clock()) for s in new_states), default=10.0)
+        state = observe(state, target.reading, stable_for=runbook.recovery.stable_for,
+                        now=judging.now)
+        states[target.key] = await judging.judge(cluster, target, state,
+                                                 Readings(release=target.release))
+    spare = min((next_due(cluster, s, ctx.clock()) for s in states.values()), default=0.0)
+    await ctx.queries.settle(asked, within=min(spare, 10.0))
+    answers = _prometheus_readings(ctx, owner, runbook, targets)
+    judging = _Round(ctx, resolved, ctx.clock(), judging.opened)
+    for target in targets:
+        readings = answers.get(target.key)
+        if readings is None:
+            continue
+        part = _only(runbook, lambda c, r=readings: c.name in r.values)
+        states[target.key] = await judging.judge(part, target, states[target.key], readings)
+    opened = judging.opened
+    for target in targets:
+        await _mark_last_healthy(ctx, target, states[target.key])
+    wait = min((next_due(runbook, s, ctx.clock()) for s in states.values()), default=10.0)
     mode = "dryRun" if policy.dry_run or ctx.force_dry_run else "enforce"
-    message = (f"guarding {len(new_states)} Deployment(s) with {runbook.id} in {mode} mode")
-    status = {"targetCount": len(new_states),
-              "targets": [to_dict(s) for s in sorted(new_states, key=lambda s: s.key)]}
+    message = (f"guarding {len(states)} Deployment(s) with {runbook.id} in {mode} mode")
+    status = {"targetCount": len(states),
+              "targets": [to_dict(s) for s in sorted(states.values(), key=lambda s: s.key)]}
     return TickResult(Readiness(True, "Guarding", message), status, opened,
                       wait=max(0.2, min(wait, 10.0)))
+
+
+@dataclass
+class _Round:
+    """What the judgements of one pass over the targets share."""
+    ctx: Context
+    resolved: Resolved
+    now: float
+    opened: list[str] = field(default_factory=list)
+
+    async def judge(self, part: Runbook, target: Target, state: TargetState,
+                    readings: Readings) -> TargetState:
+        """Check the conditions of `part` that are due; open the incident if one fires while
+        the trigger is armed."""
+        runbook = self.resolved.runbook
+        was_armed = armed(runbook, state, self.now)
+        state, made, fired = evaluate(part, state, readings, self.now)
+        if fired and was_armed:
+            state = state.distrust_current()
+            name = await open_incident(self.ctx, self.resolved.policy, runbook, target, state,
+                                       _evidence(state, made), fired, self.now)
+            state = replace(state, incident=name)
+            self.opened.append(name)
+        return state
+
+
+def _evidence(state: TargetState, made: list[Check]) -> list[Check]:
+    """The checks just made, and the last check of every other condition."""
+    fresh = {c.condition for c in made}
+    earlier = [Check(name, Outcome(c.last_outcome), c.last_check, c.last_value, c.last_message)
+               for name, c in state.checks.items()
+               if name not in fresh and c.last_outcome and c.last_check is not None]
+    return [*made, *earlier]
+
+
+def _reads_prometheus(condition: Condition) -> bool:
+    return isinstance(condition.detector, Threshold | RisesSharply)
+
+
+def _only(runbook: Runbook, keep: Callable[[Condition], bool]) -> Runbook:
+    conditions = tuple(c for c in runbook.trigger.conditions if keep(c))
+    return replace(runbook, trigger=replace(runbook.trigger, conditions=conditions))
 
 
 async def _follow_incident(ctx: Context, state: TargetState) -> TargetState:
@@ -148,37 +206,75 @@ async def _follow_incident(ctx: Context, state: TargetState) -> TargetState:
     return state
 
 
-async def _prometheus_readings(ctx: Context, runbook: Runbook, targets: list[Target],
-                               states: dict, now: float) -> dict[tuple[str, str], Readings]:
-    out: dict[tuple[str, str], Readings] = {
-        t.key: Readings(release=t.release) for t in targets}
-    keys = [t.key for t in targets]
+@dataclass(frozen=True)
+class _Asked:
+    """One condition's query (and a risesSharply baseline) for the targets due when asked."""
+    targets: tuple[tuple[str, str], ...]
+    answer: Answer
+    baseline: Answer | None = None
+
+
+def _ask_prometheus(ctx: Context, owner: tuple[str, str], runbook: Runbook,
+                    targets: list[Target], states: dict, now: float) -> list[tuple]:
+    """Start the PromQL queries that are due (one per condition, for all its due targets),
+    unless one is still running; return the keys of the queries to wait for."""
+    keys = []
     for condition in runbook.trigger.conditions:
-        detector = condition.detector
-        if not isinstance(detector, Threshold | RisesSharply):
+        if not _reads_prometheus(condition) or ctx.prometheus is None:
             continue
-        due = [k for k in keys if (states.get(k) is None or states[k].checks.get(
-            condition.name) is None or states[k].checks[condition.name].due(
-            condition.interval, now))]
-        if not due:
+        key = (owner, condition.name)
+        keys.append(key)
+        if key in ctx.queries.tasks:
+            continue
+        due = tuple(t.key for t in targets if _due(states.get(t.key), condition, now))
+        if due:
+            ctx.queries.start(key, _query(ctx.prometheus, condition, due))
+    return keys
+
+
+def _due(state: TargetState | None, condition: Condition, now: float) -> bool:
+    checks = state.checks.get(condition.name) if state is not None else None
+    return checks is None or checks.due(condition.interval, now)
+
+
+async def _query(prometheus: Prometheus, condition: Condition,
+                 due: tuple[tuple[str, str], ...]) -> _Asked:
+    detector = condition.detector
+    if not isinstance(detector, RisesSharply):
+        return _Asked(due, await prometheus.by_target(detector.query, list(due)))
+    lowest = (f"min_over_time(({detector.query})"
+              f"[{int(detector.window)}s:{max(1, int(detector.interval))}s])")
+    answer, baseline = await asyncio.gather(prometheus.by_target(detector.query, list(due)),
+                                            prometheus.by_target(lowest, list(due)))
+    return _Asked(due, answer, baseline)
+
+
+def _prometheus_readings(ctx: Context, owner: tuple[str, str], runbook: Runbook,
+                         targets: list[Target]) -> dict[tuple[str, str], Readings]:
+    """The PromQL answers that have come, per target; a condition without one is left out
+    (it is checked when its answer comes)."""
+    out: dict[tuple[str, str], Readings] = {}
+    present = {t.key for t in targets}
+    for condition in runbook.trigger.conditions:
+        if not _reads_prometheus(condition):
             continue
         if ctx.prometheus is None:
-            for k in due:
-                out[k].errors[condition.name] = "no Prometheus configured"
-            continue
-        answer = await ctx.prometheus.by_target(detector.query, due)
-        baseline = None
-        if isinstance(detector, RisesSharply):
-            lowest = (f"min_over_time(({detector.query})"
-                      f"[{int(detector.window)}s:{max(1, int(detector.interval))}s])")
-            baseline = await ctx.prometheus.by_target(lowest, due)
-        for k in due:
-            value = answer.get(k)
-            out[k].values[condition.name] = value
-            if baseline is not None:
-                out[k].baselines[condition.name] = baseline.get(k)
+            asked = _Asked(tuple(present), Answer(error="no Prometheus configured"))
+        else:
+            asked = ctx.queries.take((owner, condition.name))
+            if asked is None:
+                continue
+        for key in asked.targets:
+            if key not in present:
+                continue
+            readings = out.setdefault(key, Readings())
+            value = asked.answer.get(key)
+            readings.values[condition.name] = value
+            if asked.baseline is not None:
+                readings.baselines[condition.name] = asked.baseline.get(key)
             if value is None:
-                out[k].errors[condition.name] = answer.error or "no data for this Deployment"
+                readings.errors[condition.name] = (asked.answer.error
+                                                   or "no data for this Deployment")
     return out
 
 

@@ -4,6 +4,9 @@ One fake Node, always Ready. Unscheduled pods are bound to it (no scheduler runs
 reported Running and Ready, unless the pod carries `sim.missioncontrol.dev/ready: "false"`:
 then it stays Running but NotReady and gets readiness-probe `Unhealthy` events at the probe's
 period, aggregated the way the kubelet's event recorder does (one Event, count + lastTimestamp).
+A pod with `sim.missioncontrol.dev/ready-after: "SECONDS"` is a slow start: NotReady with its
+probe failing at the probe's period for that long after the simulator first runs it, then
+Ready (the last failure comes before the Ready condition, as with a kubelet).
 Pods owned by a Job finish Succeeded, or Failed with `sim.missioncontrol.dev/exit-code`.
 Pods being deleted are removed at once, as the kubelet would after the containers stop.
 
@@ -28,6 +31,7 @@ NODE = "mission-control-sim"
 READY = "sim.missioncontrol.dev/ready"
 EXIT_CODE = "sim.missioncontrol.dev/exit-code"
 PROBE_MESSAGE = "sim.missioncontrol.dev/probe-message"
+READY_AFTER = "sim.missioncontrol.dev/ready-after"
 DEFAULT_PROBE_MESSAGE = "HTTP probe failed with statuscode: 503"
 log = logging.getLogger("nodesim")
 
@@ -53,6 +57,7 @@ class Probe:
     count: int = 0
     first: datetime.datetime | None = None
     due: float = 0.0
+    ready_at: float | None = None    # monotonic: a slow start turns Ready then
 
 
 class Simulator:
@@ -60,6 +65,7 @@ class Simulator:
         self.api = api
         self.node = node
         self.probes: dict[tuple[str, str], Probe] = {}  # (pod uid, container) -> probe
+        self.ready_at: dict[str, float] = {}   # pod uid -> when its slow start ends (monotonic)
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.next_ip = 2
@@ -98,6 +104,7 @@ class Simulator:
         meta, spec = pod.metadata, pod.spec
         if meta.deletion_timestamp is not None:
             self.forget(meta.uid)
+            self.ready_at.pop(meta.uid, None)
             if spec.node_name in (None, self.node):
                 self._delete_now(pod)
             return
@@ -115,11 +122,18 @@ class Simulator:
             self._finish(pod, int(annotations.get(EXIT_CODE, "0")))
             return
         ready = annotations.get(READY, "true").lower() != "false"
+        ready_at = None
+        if ready and annotations.get(READY_AFTER):
+            # Remembered from the first sight on: later updates of the pod do not restart it.
+            ready_at = self.ready_at.setdefault(
+                meta.uid, time.monotonic() + float(annotations[READY_AFTER]))
+            ready = time.monotonic() >= ready_at
         self._run(pod, ready)
         if ready:
             self.forget(meta.uid)
         else:
-            self._track_probes(pod, annotations.get(PROBE_MESSAGE, DEFAULT_PROBE_MESSAGE))
+            self._track_probes(pod, annotations.get(PROBE_MESSAGE, DEFAULT_PROBE_MESSAGE),
+                               ready_at)
 
     def forget(self, uid: str) -> None:
         with self.lock:
@@ -217,7 +231,7 @@ class Simulator:
             } for c in pod.spec.containers],
         })
 
-    def _track_probes(self, pod: client.V1Pod, message: str) -> None:
+    def _track_probes(self, pod: client.V1Pod, message: str, ready_at: float | None) -> None:
         with self.lock:
             for c in pod.spec.containers:
                 key = (pod.metadata.uid, c.name)
@@ -230,15 +244,19 @@ class Simulator:
                     namespace=pod.metadata.namespace, pod=pod.metadata.name,
                     uid=pod.metadata.uid, container=c.name, period=period,
                     message=f"Readiness probe failed: {message}",
-                    due=time.monotonic() + delay)
+                    due=time.monotonic() + delay, ready_at=ready_at)
 
     # -- readiness-probe events, as the kubelet's recorder writes them ------------------------
     def probe_tick(self) -> None:
         moment = time.monotonic()
         with self.lock:
-            due = [p for p in self.probes.values() if p.due <= moment]
+            started = {p.uid: p for p in self.probes.values()
+                       if p.ready_at is not None and p.ready_at <= moment}
+            due = [p for p in self.probes.values() if p.due <= moment and p.uid not in started]
             for probe in due:
                 probe.due = moment + probe.period
+        for probe in started.values():
+            self._become_ready(probe)
         for probe in due:
             try:
                 self._record_unhealthy(probe)
@@ -247,6 +265,21 @@ class Simulator:
                     self.forget(probe.uid)
                 elif exc.status != 409:
                     log.warning("event for %s/%s failed: %s", probe.namespace, probe.pod, exc)
+
+    def _become_ready(self, probe: Probe) -> None:
+        """A slow start is over: the probe passes, the pod turns Ready. Forgotten only once
+        that is written, so a failed write is tried again at the next tick."""
+        try:
+            pod = self.api.read_namespaced_pod(probe.pod, probe.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                self.forget(probe.uid)
+            else:
+                log.warning("reading %s/%s failed: %s", probe.namespace, probe.pod, exc)
+            return
+        if pod.metadata.uid == probe.uid and pod.metadata.deletion_timestamp is None:
+            self._run(pod, True)
+        self.forget(probe.uid)
 
     def _record_unhealthy(self, probe: Probe) -> None:
         moment = now()
@@ -290,6 +323,7 @@ class Simulator:
                     resource_version = pod.metadata.resource_version
                     if event["type"] == "DELETED":
                         self.forget(pod.metadata.uid)
+                        self.ready_at.pop(pod.metadata.uid, None)
                     elif event["type"] in ("ADDED", "MODIFIED"):
                         self._safe_reconcile(pod)
             except ApiException as exc:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .nodesim import READY
+from .nodesim import READY, READY_AFTER
 
 
 def deployment(
@@ -14,10 +14,14 @@ def deployment(
     labels: dict[str, str] | None = None,
     annotations: dict[str, str] | None = None,
     probe_period: int = 1,
+    ready_after: float | None = None,
 ) -> dict:
-    """A Deployment with a readiness probe; `ready=False` makes the simulator fail the probe."""
+    """A Deployment with a readiness probe; `ready=False` makes the simulator fail the probe,
+    `ready_after=S` makes each pod a slow start (probe failing for S seconds, then Ready)."""
     # Said either way: a patch of the template must be able to turn it back on.
     pod_annotations = {READY: "true" if ready else "false"}
+    if ready_after is not None:
+        pod_annotations[READY_AFTER] = f"{ready_after:g}"
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

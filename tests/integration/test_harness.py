@@ -3,16 +3,17 @@ Prometheus answering PromQL over scraped data."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 
 import pytest
 from kubernetes import client
-from prometheus_api_client import PrometheusConnect
 
 from harness import objects
 from harness.controlplane import K8S_VERSION
 from harness.procs import wait_for
+from missioncontrol.signals.prometheus import Prometheus
 
 pytestmark = pytest.mark.cluster
 
@@ -120,7 +121,7 @@ def test_job_pods_succeed_or_fail_as_told(env, namespace):
 
 
 def test_promql_answers_over_scraped_exporter_data(env):
-    prom = PrometheusConnect(url=env.prometheus_url, disable_ssl=True)
+    prom = Prometheus(env.prometheus_url)      # the operator's own client
     suffix = str(time.monotonic_ns())
     gauge = env.exporter.gauge("mc_test_queue_depth", {"run": suffix})
     latency = env.exporter.histogram("mc_test_latency_seconds", {"run": suffix})
@@ -144,7 +145,7 @@ def test_promql_answers_over_scraped_exporter_data(env):
             "rate": f'rate(mc_test_requests_total{{run="{suffix}"}}[5s])',
             "deriv": f'deriv(mc_test_queue_depth{{run="{suffix}"}}[5s])',
         }.items():
-            answer = prom.custom_query(query)
+            answer = asyncio.run(prom.query(query))
             if not answer:
                 return {}
             result[name] = float(answer[0]["value"][1])

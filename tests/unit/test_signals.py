@@ -4,12 +4,19 @@ per-Deployment readings (signals.kubernetes), and matching Prometheus series to 
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import math
+import time
 
+import pytest
+from aiohttp import web
+
+from harness.procs import free_port
+from harness.silent import SilentServer
 from missioncontrol.detect.signals import PodReading, ProbeEvents
 from missioncontrol.signals.kubernetes import REVISION, pod_reading, rolled_out, targets_in
-from missioncontrol.signals.prometheus import Answer, match
+from missioncontrol.signals.prometheus import Answer, InFlight, Prometheus, PrometheusError, match
 from missioncontrol.timeutil import parse
 
 CREATED = "2024-05-01T10:00:00Z"
@@ -269,3 +276,129 @@ def test_malformed_series_are_skipped() -> None:
 
 def test_empty_answer() -> None:
     assert Answer().get(("shop", "web")) is None
+
+
+# -- the Prometheus client, over loopback HTTP ------------------------------------------------
+class FakePrometheus:
+    """A loopback HTTP server answering the Prometheus API the way Prometheus 2.42 does
+    (no /api/v1/parse_query: 404)."""
+
+    def __init__(self, *, parse_endpoint: bool = False) -> None:
+        self.parse_endpoint = parse_endpoint
+        self.requests: list[tuple[str, dict]] = []
+        self.results: dict[str, dict] = {}
+
+    async def __aenter__(self) -> FakePrometheus:
+        app = web.Application()
+        app.router.add_get("/api/v1/query", self._query)
+        if self.parse_endpoint:
+            app.router.add_get("/api/v1/parse_query", self._parse)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.runner.cleanup()
+
+    async def _query(self, request: web.Request) -> web.Response:
+        self.requests.append((request.path, dict(request.query)))
+        query = request.query["query"]
+        if query.count("(") != query.count(")"):
+            return web.json_response({"status": "error", "errorType": "bad_data", "error":
+                                      'invalid parameter "query": 1:5: parse error: '
+                                      'unclosed left parenthesis'}, status=400)
+        data = self.results.get(query, {"resultType": "vector", "result": []})
+        return web.json_response({"status": "success", "data": data})
+
+    async def _parse(self, request: web.Request) -> web.Response:
+        self.requests.append((request.path, dict(request.query)))
+        if "(" in request.query["query"] and ")" not in request.query["query"]:
+            return web.json_response({"status": "error", "errorType": "bad_data",
+                                      "error": "1:5: parse error: unclosed left parenthesis"},
+                                     status=400)
+        return web.json_response({"status": "success", "data": {"type": "vectorSelector"}})
+
+
+async def test_query_returns_the_series_and_a_scalar_as_one_series() -> None:
+    async with FakePrometheus() as prom:
+        prom.results["up"] = {"resultType": "vector", "result": [series("1", job="a")]}
+        prom.results["scalar(1)"] = {"resultType": "scalar", "result": [1714557600.0, "1"]}
+        client = Prometheus(prom.url, timeout=3.0)
+        assert await client.query("up") == [series("1", job="a")]
+        assert await client.query("scalar(1)") == [{"metric": {}, "value": [1714557600.0, "1"]}]
+        # Prometheus's own query deadline matches ours.
+        assert prom.requests[0] == ("/api/v1/query", {"query": "up", "timeout": "3s"})
+
+
+async def test_a_hung_prometheus_is_an_unknown_reading_at_the_deadline_without_retries() -> None:
+    with SilentServer() as prom:
+        client = Prometheus(prom.url, timeout=0.5, connect_timeout=0.2)
+        started = time.monotonic()
+        answer = await client.by_target("up", [("shop", "web")])
+        took = time.monotonic() - started
+        connections = prom.accepted
+    assert 0.4 < took < 2.0
+    assert answer.get(("shop", "web")) is None
+    assert answer.error == "prometheus query failed: no answer within 0.5s"
+    assert connections == 1                           # asked once: no retry inside a check
+
+
+async def test_a_refused_connection_is_an_unknown_reading_at_once() -> None:
+    client = Prometheus(f"http://127.0.0.1:{free_port()}", timeout=5.0)
+    started = time.monotonic()
+    answer = await client.by_target("up", [("shop", "web")])
+    assert time.monotonic() - started < 1.0           # no backoff between hidden retries
+    assert answer.error.startswith("prometheus query failed: ClientConnectorError")
+
+
+async def test_an_error_answer_says_prometheus_own_words() -> None:
+    async with FakePrometheus() as prom:
+        answer = await Prometheus(prom.url).by_target("sum(", [("shop", "web")])
+    assert answer.error == ('prometheus query failed: bad_data: invalid parameter "query": '
+                            '1:5: parse error: unclosed left parenthesis')
+
+
+@pytest.mark.parametrize("parse_endpoint", [True, False])
+async def test_parse_uses_prometheus_own_parser(parse_endpoint: bool) -> None:
+    async with FakePrometheus(parse_endpoint=parse_endpoint) as prom:
+        client = Prometheus(prom.url)
+        assert await client.parse('sum(up{namespace=~"{{ .namespace }}"})') is None
+        assert await client.parse("sum(") == "1:5: parse error: unclosed left parenthesis"
+        paths = [path for path, _ in prom.requests]
+    # The template variables are rendered with placeholders before parsing.
+    assert prom.requests[0][1]["query"] == 'sum(up{namespace=~"placeholder-namespace"})'
+    if parse_endpoint:
+        assert set(paths) == {"/api/v1/parse_query"}
+    else:
+        # An older Prometheus: an instant query at the start of the epoch, where no data is.
+        assert paths == ["/api/v1/query"] * 2
+        assert prom.requests[0][1]["time"] == "1"
+
+
+async def test_parse_cannot_say_without_an_answer() -> None:
+    with SilentServer() as prom:
+        with pytest.raises(PrometheusError, match="no answer within 0.3s"):
+            await Prometheus(prom.url, timeout=0.3).parse("up")
+
+
+async def test_in_flight_queries_run_once_per_key_and_are_taken_when_done() -> None:
+    queries = InFlight()
+    release = asyncio.Event()
+    runs = []
+
+    async def work(tag: str) -> str:
+        runs.append(tag)
+        await release.wait()
+        return tag
+
+    queries.start("k", work("first"))
+    queries.start("k", work("second"))               # one at a time: not started
+    await queries.settle(["k"], within=0.05)
+    assert queries.take("k") is None and queries.running("k")
+    release.set()
+    await queries.settle(["k"], within=1.0)
+    assert queries.take("k") == "first" and runs == ["first"]
+    assert queries.take("k") is None and not queries.running("k")

@@ -1,17 +1,40 @@
 """Prometheus signals: one PromQL query per condition per policy, grouped by target.
 
-The blocking prometheus-api-client runs in a worker thread. A failed query, an empty
-result or NaN is "unknown" for the targets concerned: never healthy, never failing."""
+An async client of Prometheus's HTTP API on aiohttp. Every request has a connect and a total
+deadline and is tried once: a retry belongs to the next check, never hidden inside this one
+(a check that waits on retries is a check that comes late). A failed query, an empty result
+or NaN is "unknown" for the targets concerned: never healthy, never failing."""
 
 from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Awaitable, Hashable
 from dataclasses import dataclass, field
 
-from prometheus_api_client import PrometheusConnect
+import aiohttp
 
 from .. import templates
+
+# What a query's template variables become when it is only parsed, never run for a target.
+PLACEHOLDERS = {"namespace": "placeholder-namespace", "name": "placeholder-name"}
+
+
+class PrometheusError(Exception):
+    """No usable answer: unreachable, too slow, or not a Prometheus API answer."""
+
+
+class EndpointMissing(PrometheusError):
+    """404: this Prometheus has no such API endpoint (an older version)."""
+
+
+class QueryError(PrometheusError):
+    """Prometheus answered, with an error of its own (`errorType`, `error`)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(f"{kind}: {message}")
+        self.kind = kind
+        self.message = message
 
 
 @dataclass
@@ -25,14 +48,45 @@ class Answer:
 
 
 class Prometheus:
-    def __init__(self, url: str, *, timeout: float = 10.0) -> None:
-        self.url = url
+    def __init__(self, url: str, *, timeout: float = 5.0, connect_timeout: float = 2.0) -> None:
+        self.url = url.rstrip("/")
         self.timeout = timeout
-        self.client = PrometheusConnect(url=url, disable_ssl=True)
+        self.connect_timeout = connect_timeout
+
+    async def _get(self, path: str, params: dict[str, str]) -> dict:
+        # One session per call: nothing to close at exit, nothing bound to another loop, and
+        # a hung connection dies with its call.
+        deadline = aiohttp.ClientTimeout(total=self.timeout, connect=self.connect_timeout)
+        try:
+            async with aiohttp.ClientSession(timeout=deadline) as session, \
+                    session.get(f"{self.url}{path}", params=params) as response:
+                try:
+                    body = await response.json(content_type=None)
+                except ValueError:
+                    body = None
+                if isinstance(body, dict) and body.get("status") == "error":
+                    raise QueryError(str(body.get("errorType") or "error"),
+                                     str(body.get("error") or ""))
+                if response.status == 404:
+                    raise EndpointMissing(f"HTTP 404 from {path}")
+                if response.status != 200 or not isinstance(body, dict):
+                    raise PrometheusError(f"HTTP {response.status} from {path}")
+                return body
+        except TimeoutError:
+            raise PrometheusError(f"no answer within {self.timeout:g}s") from None
+        except aiohttp.ClientError as exc:
+            raise PrometheusError(f"{type(exc).__name__}: {exc}") from None
 
     async def query(self, promql: str) -> list[dict]:
-        return await asyncio.to_thread(self.client.custom_query, promql,
-                                       params={"timeout": f"{self.timeout:g}s"})
+        """An instant query; the result as a list of series (a scalar is one unlabelled
+        series). Raises PrometheusError."""
+        body = await self._get("/api/v1/query", {"query": promql,
+                                                 "timeout": f"{self.timeout:g}s"})
+        data = body.get("data") or {}
+        result = data.get("result")
+        if data.get("resultType") == "scalar" and isinstance(result, list):
+            return [{"metric": {}, "value": result}]
+        return result if isinstance(result, list) else []
 
     async def by_target(self, template: str, targets: list[tuple[str, str]]) -> Answer:
         """Run `template` once for every target; match series by their namespace and
@@ -43,14 +97,46 @@ class Prometheus:
         try:
             result = await self.query(promql)
         except Exception as exc:  # noqa: BLE001 - any failure is an unknown reading
-            return Answer(error=f"prometheus query failed: {type(exc).__name__}: {exc}"[:300])
+            return Answer(error=f"prometheus query failed: {exc}"[:300])
         return match(result, targets)
+
+    async def parse(self, template: str) -> str | None:
+        """Prometheus's own parser on a query template (its variables rendered with
+        placeholders): None if it parses, else the parser's message. Raises PrometheusError
+        when Prometheus cannot say.
+
+        `/api/v1/parse_query` where the server has it; older servers (Debian's 2.42 has not)
+        answer 404, and then an instant query at the start of the epoch asks the same parser:
+        there is no data there, so it costs next to nothing, and a parse error is `bad_data`
+        while an error of evaluation means the query parsed."""
+        promql = templates.render(template, PLACEHOLDERS)
+        try:
+            await self._get("/api/v1/parse_query", {"query": promql})
+            return None
+        except QueryError as exc:
+            if exc.kind != "bad_data":
+                raise
+            return _parse_message(exc.message)
+        except EndpointMissing:
+            pass
+        try:
+            await self._get("/api/v1/query", {"query": promql, "time": "1"})
+        except QueryError as exc:
+            return _parse_message(exc.message) if exc.kind == "bad_data" else None
+        return None
+
+
+def _parse_message(message: str) -> str:
+    prefix = 'invalid parameter "query": '
+    return message[len(prefix):] if message.startswith(prefix) else message
 
 
 def match(result: list[dict], targets: list[tuple[str, str]]) -> Answer:
     answer = Answer()
     wanted = set(targets)
     for series in result:
+        if not isinstance(series, dict):
+            continue
         labels = series.get("metric") or {}
         try:
             value = float(series["value"][1])
@@ -64,3 +150,37 @@ def match(result: list[dict], targets: list[tuple[str, str]]) -> Answer:
     if not result:
         answer.error = "no data"
     return answer
+
+
+@dataclass
+class InFlight:
+    """Queries that run beside the ticks that asked for them, one at a time per key.
+
+    A tick starts the queries that are due and takes the answers that have come; it waits for
+    them only as long as it can spare, so a Prometheus that hangs holds up nothing but the
+    conditions that need it (and those turn unknown when the client's deadline passes)."""
+    tasks: dict[Hashable, asyncio.Task] = field(default_factory=dict)
+
+    def start(self, key: Hashable, work: Awaitable) -> None:
+        if key in self.tasks:
+            work.close()   # one at a time: the running one answers for this check too
+            return
+        self.tasks[key] = asyncio.ensure_future(work)
+
+    def running(self, key: Hashable) -> bool:
+        return key in self.tasks and not self.tasks[key].done()
+
+    def take(self, key: Hashable) -> object | None:
+        """The answer for `key` if it has come (then forgotten), else None."""
+        task = self.tasks.get(key)
+        if task is None or not task.done():
+            return None
+        del self.tasks[key]
+        # The work turns its own failures into answers; a cancelled one has none.
+        return None if task.cancelled() else task.result()
+
+    async def settle(self, keys: list[Hashable], *, within: float) -> None:
+        """Wait until the queries of `keys` have answered, `within` seconds at most."""
+        pending = [self.tasks[k] for k in keys if k in self.tasks and not self.tasks[k].done()]
+        if pending and within > 0:
+            await asyncio.wait(pending, timeout=within)
