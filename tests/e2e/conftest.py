@@ -203,9 +203,9 @@ class Rb001:
 def operator_factory(env, namespace, tmp_path) -> Iterator[Callable[..., OperatorProcess]]:
     started: list[OperatorProcess] = []
 
-    def start(*extra: str) -> OperatorProcess:
+    def start(*extra: str, prometheus_url: str | None = env.prometheus_url) -> OperatorProcess:
         op = OperatorProcess(env.kubeconfig, namespace, tmp_path / f"operator-{len(started)}.log",
-                             prometheus_url=env.prometheus_url, extra=extra).start()
+                             prometheus_url=prometheus_url, extra=extra).start()
         started.append(op)
         return op
 

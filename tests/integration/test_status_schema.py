@@ -157,6 +157,7 @@ def targets() -> tuple[TargetState, ...]:
             },
             event_counts={"checkout-7d9f-abcde.17f3a2b4c5d6e7f8": 4,
                           "checkout-7d9f-fghij.17f3a2b4c5d6e7f9": 1},
+            failing_pods=("checkout-7d9f-abcde", "checkout-7d9f-fghij"),
             incident="rb-001-checkout-r7",
         ),
         TargetState(
@@ -171,6 +172,7 @@ def targets() -> tuple[TargetState, ...]:
                                               "no data: outcome unknown"),
             },
             event_counts={"payments-6b8c-klmno.17f3a2b4c5d6e7fa": 2},
+            failing_pods=("payments-6b8c-klmno",),
             incident="rb-003-payments-r12",
         ),
     )

@@ -215,8 +215,14 @@ def probe(pod: str, count: int) -> ProbeEvents:
     return ProbeEvents(pod, f"{pod}.17a", count, "Readiness probe failed: HTTP 503")
 
 
+def readiness(release_reading: ReleaseReading | None, seen: dict[str, int], now: float,
+              failing: tuple[str, ...] = ()) -> tuple[Check, dict[str, int]]:
+    check, counts, _ = signals.readiness("readiness", GRACE, release_reading, seen, failing, now)
+    return check, counts
+
+
 def test_readiness_within_grace_is_unknown() -> None:
-    check, seen = signals.readiness("readiness", GRACE, reading(pods(False, False)), {}, 29.0)
+    check, seen = readiness(reading(pods(False, False)), {}, 29.0)
     assert check.outcome is Outcome.UNKNOWN
     assert "2/2 pods of web-b not Ready yet" in check.message and "30s grace" in check.message
     assert seen == {}
@@ -225,33 +231,33 @@ def test_readiness_within_grace_is_unknown() -> None:
 def test_ready_pods_pass_beside_pods_still_starting() -> None:
     # A rolling update starts its pods one after the other: the Ready ones are judged, the
     # one inside its grace period not yet.
-    check, _ = signals.readiness("readiness", GRACE, reading(pods(True, False)), {}, 29.0)
+    check, _ = readiness(reading(pods(True, False)), {}, 29.0)
     assert check.outcome is Outcome.PASS
     assert check.message == "1/2 pods of web-b Ready, 1 starting within the 30s grace period"
 
 
 def test_readiness_past_grace_fails() -> None:
-    check, _ = signals.readiness("readiness", GRACE, reading(pods(True, False, False)), {}, 30.0)
+    check, _ = readiness(reading(pods(True, False, False)), {}, 30.0)
     assert check.outcome is Outcome.FAIL and check.value == 2.0
     assert "2/3 pods of web-b not Ready for more than 30s" in check.message
 
 
 def test_readiness_all_ready_passes() -> None:
-    check, _ = signals.readiness("readiness", GRACE, reading(pods(True, True)), {}, 5.0)
+    check, _ = readiness(reading(pods(True, True)), {}, 5.0)
     assert check.outcome is Outcome.PASS and check.message == "2/2 pods of web-b Ready"
 
 
 def test_readiness_no_pods_or_no_release_is_unknown() -> None:
-    check, _ = signals.readiness("readiness", GRACE, reading(()), {}, 100.0)
+    check, _ = readiness(reading(()), {}, 100.0)
     assert check.outcome is Outcome.UNKNOWN and "no pods yet" in check.message
-    check, seen = signals.readiness("readiness", GRACE, None, {"e": 2}, 100.0)
+    check, seen = readiness(None, {"e": 2}, 100.0)
     assert check.outcome is Outcome.UNKNOWN and seen == {"e": 2}
 
 
 def test_readiness_counts_new_probe_failures_by_event_count() -> None:
     # Pods long started that turned NotReady 5s ago: not late yet, but failing their probe.
     dropped = pods(False, True, since=5.0)
-    check, seen = signals.readiness("readiness", GRACE, reading(dropped, probe("web-b-0", 2)),
+    check, seen = readiness(reading(dropped, probe("web-b-0", 2)),
                                     {}, 10.0)
     assert check.outcome is Outcome.FAIL and check.value == 1.0
     assert "2 readiness-probe failures since the last check on pods still not Ready" \
@@ -259,12 +265,12 @@ def test_readiness_counts_new_probe_failures_by_event_count() -> None:
     assert "HTTP 503" in check.message and seen == {"web-b-0.17a": 2}
 
     # The same Event with the same count, seen again: nothing new, the pod not late yet.
-    check, seen = signals.readiness("readiness", GRACE, reading(dropped, probe("web-b-0", 2)),
+    check, seen = readiness(reading(dropped, probe("web-b-0", 2)),
                                     seen, 20.0)
     assert check.outcome is Outcome.PASS
 
     # The kubelet aggregated three more failures into it: 2 -> 5.
-    check, seen = signals.readiness("readiness", GRACE, reading(dropped, probe("web-b-0", 5)),
+    check, seen = readiness(reading(dropped, probe("web-b-0", 5)),
                                     seen, 30.0)
     assert check.outcome is Outcome.FAIL and check.message.startswith("3 readiness-probe")
     assert seen == {"web-b-0.17a": 5}
@@ -273,17 +279,39 @@ def test_readiness_counts_new_probe_failures_by_event_count() -> None:
 def test_a_pod_ready_now_cancels_its_earlier_probe_failures() -> None:
     # Failures the kubelet reported before the pod turned Ready are its start-up.
     ready = pods(True, True)
-    check, seen = signals.readiness("readiness", GRACE, reading(ready, probe("web-b-0", 7)),
+    check, seen = readiness(reading(ready, probe("web-b-0", 7)),
                                     {"web-b-0.17a": 2}, 40.0)
     assert check.outcome is Outcome.PASS and check.message == "2/2 pods of web-b Ready"
     assert seen == {"web-b-0.17a": 7}           # counted as seen: never counted later
 
 
+def test_failures_of_other_pods_than_before_start_a_new_run() -> None:
+    # web-b-0 failed the last check and is Ready now; web-b-1 is late now.
+    now_late = pods(True, False)
+    check, counts, failing = signals.readiness("readiness", GRACE, reading(now_late), {},
+                                               ("web-b-0",), 40.0)
+    assert check.outcome is Outcome.FAIL and check.new_run and failing == ("web-b-1",)
+    assert check.message.endswith("a new run: web-b-0 Ready now")
+    # The same pod failing again continues its run.
+    check, _, failing = signals.readiness("readiness", GRACE, reading(now_late), {},
+                                          ("web-b-1",), 50.0)
+    assert not check.new_run and failing == ("web-b-1",)
+    # A pod that failed before and is gone now (replaced) cancels nothing.
+    check, _, _ = signals.readiness("readiness", GRACE, reading(now_late), {},
+                                    ("web-b-0", "web-b-9"), 50.0)
+    assert not check.new_run
+
+
+def test_a_new_run_counts_from_one() -> None:
+    state, _ = advance(READINESS, ConditionState(failures=2, failing_since=10.0),
+                       Check("readiness", Outcome.FAIL, 30.0, new_run=True))
+    assert (state.failures, state.failing_since) == (1, 30.0)
+
+
 def test_readiness_sums_events_of_several_pods() -> None:
     events = (probe("web-b-0", 4), probe("web-b-1", 1))
-    check, _ = signals.readiness("readiness", GRACE,
-                                 reading(pods(False, False, since=5.0), *events),
-                                 {"web-b-0.17a": 3}, 10.0)
+    check, _ = readiness(reading(pods(False, False, since=5.0), *events), {"web-b-0.17a": 3},
+                         10.0)
     assert check.message.startswith("2 readiness-probe failures") and check.value == 2.0
 
 
@@ -633,3 +661,11 @@ def test_a_pod_that_stays_unready_fires_even_beside_ready_ones() -> None:
     fired_at, _ = run_release((0.0, 45.0), (45.0, math.inf), period=1.0)
     # web-b-1 starts at 45s and is late from 75s: 80, 90, 100.
     assert fired_at == [100.0]
+
+
+def test_a_second_slow_pod_late_just_after_the_first_is_ready_never_fires() -> None:
+    # web-b-0 late at 30 and 40, Ready at 45; web-b-1 (started at 15) late at 50 and 60,
+    # Ready at 70. Each pod fails two checks: web-b-0's do not add to web-b-1's.
+    fired_at, outcomes = run_release((0.0, 15.0), (45.0, 70.0), period=1.0)
+    assert fired_at == []
+    assert outcomes[3:8] == ["Fail", "Fail", "Fail", "Fail", "Pass"]

@@ -19,3 +19,6 @@ class Check:
     at: float
     value: float | None = None
     message: str = ""
+    # A failure that starts a run of its own: what failed the checks before is healthy now
+    # (a readiness check whose earlier failing pods are Ready), so those checks do not count.
+    new_run: bool = False

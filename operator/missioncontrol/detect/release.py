@@ -53,6 +53,7 @@ class TargetState:
     previous_healthy_at: float | None = stamp()
     checks: dict[str, ConditionState] = field(default_factory=dict)
     event_counts: dict[str, int] = field(default_factory=dict)
+    failing_pods: tuple[str, ...] = ()     # the pods that failed the last readiness check
     incident: str | None = None
 
     @property
@@ -104,7 +105,8 @@ def observe(state: TargetState, reading: DeploymentReading, *, stable_for: float
     if reading.replica_set != state.replica_set:
         # A new release (or a rollback to an older ReplicaSet): checks start afresh.
         state = replace(state, revision=reading.revision, replica_set=reading.replica_set,
-                        released_at=now, healthy_since=None, checks={}, event_counts={})
+                        released_at=now, healthy_since=None, checks={}, event_counts={},
+                        failing_pods=())
     elif reading.revision != state.revision:
         state = replace(state, revision=reading.revision)
     if not reading.running:
@@ -149,7 +151,7 @@ def evaluate(runbook: Runbook, state: TargetState, readings: Readings,
     """Run every condition that is due; return the new state, the checks made, and the
     checks whose condition fired."""
     checks: dict[str, ConditionState] = dict(state.checks)
-    event_counts = state.event_counts
+    event_counts, failing_pods = state.event_counts, state.failing_pods
     made: list[Check] = []
     fired: list[Check] = []
     for condition in runbook.trigger.conditions:
@@ -159,8 +161,8 @@ def evaluate(runbook: Runbook, state: TargetState, readings: Readings,
         detector = condition.detector
         error = readings.errors.get(condition.name, "")
         if isinstance(detector, Readiness):
-            check, event_counts = signals.readiness(condition.name, detector, readings.release,
-                                                    event_counts, now)
+            check, event_counts, failing_pods = signals.readiness(
+                condition.name, detector, readings.release, event_counts, failing_pods, now)
         elif isinstance(detector, Threshold):
             check = signals.threshold(condition.name, detector,
                                       readings.values.get(condition.name), now, error)
@@ -174,7 +176,8 @@ def evaluate(runbook: Runbook, state: TargetState, readings: Readings,
         made.append(check)
         if did_fire:
             fired.append(check)
-    return replace(state, checks=checks, event_counts=event_counts), made, fired
+    return replace(state, checks=checks, event_counts=event_counts,
+                   failing_pods=failing_pods), made, fired
 
 
 def next_due(runbook: Runbook, state: TargetState, now: float) -> float:

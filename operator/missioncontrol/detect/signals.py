@@ -64,7 +64,8 @@ class ReleaseReading:
 
 
 def readiness(name: str, detector: Readiness, reading: ReleaseReading | None,
-              seen: dict[str, int], now: float) -> tuple[Check, dict[str, int]]:
+              seen: dict[str, int], failing: tuple[str, ...],
+              now: float) -> tuple[Check, dict[str, int], tuple[str, ...]]:
     """One readiness check of a release's pods, judged by their state now.
 
     A pod that is Ready now passes, whatever the kubelet reported of it before: its earlier
@@ -76,11 +77,16 @@ def readiness(name: str, detector: Readiness, reading: ReleaseReading | None,
     Ready (pods still inside their grace period are not judged yet: a rolling update starts its
     pods one after the other); otherwise (no pods yet, all still starting) it is unknown.
 
+    `failing` are the pods that failed the previous check; the pods failing this one are
+    returned. When every pod that failed before is Ready now, their failing checks are
+    cancelled: this failure starts a new run (a rolling update whose second pod is late after
+    the first one has turned Ready counts from one again).
+
     Judging the state at the check, not the failures on the way, is what keeps a slow start
     safe whatever the probe period: with a 1 s probe the kubelet reports a failure every second
     until the pod is Ready, and those failures must not count once it is."""
     if reading is None:
-        return Check(name, Outcome.UNKNOWN, now, None, "no release to check"), seen
+        return Check(name, Outcome.UNKNOWN, now, None, "no release to check"), seen, failing
     counts = {e.key: e.count for e in reading.events}
     not_ready = {p.name for p in reading.pods if not p.ready}
     started = {p.name for p in reading.pods
@@ -100,16 +106,21 @@ def readiness(name: str, detector: Readiness, reading: ReleaseReading | None,
             plural = "s" if new_failures != 1 else ""
             parts.append(f"{new_failures} readiness-probe failure{plural} since the last "
                          f"check on pods still not Ready ({new_events[0].message})")
-        failing = len({p.name for p in late} | {e.pod for e in new_events})
-        return Check(name, Outcome.FAIL, now, float(failing), "; ".join(parts)), counts
+        failing_now = tuple(sorted({p.name for p in late} | {e.pod for e in new_events}))
+        ready_now = {p.name for p in reading.pods if p.ready}
+        recovered = bool(failing) and set(failing) <= ready_now
+        if recovered:
+            parts.append(f"a new run: {', '.join(failing)} Ready now")
+        return Check(name, Outcome.FAIL, now, float(len(failing_now)), "; ".join(parts),
+                     new_run=recovered), counts, failing_now
     if not total:
         return Check(name, Outcome.UNKNOWN, now, None,
-                     f"{reading.replica_set} has no pods yet"), counts
+                     f"{reading.replica_set} has no pods yet"), counts, ()
     starting = (f", {total - ready} starting within the {detector.grace_period:g}s grace "
                 f"period" if ready < total else "")
     if ready:
         return Check(name, Outcome.PASS, now, 0.0,
-                     f"{ready}/{total} pods of {reading.replica_set} Ready{starting}"), counts
+                     f"{ready}/{total} pods of {reading.replica_set} Ready{starting}"), counts, ()
     return Check(name, Outcome.UNKNOWN, now, None,
                  f"{total - ready}/{total} pods of {reading.replica_set} not Ready yet, "
-                 f"within the {detector.grace_period:g}s grace period"), counts
+                 f"within the {detector.grace_period:g}s grace period"), counts, ()

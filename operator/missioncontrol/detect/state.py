@@ -29,14 +29,17 @@ def advance(condition: Condition, state: ConditionState, check: Check) -> tuple[
                                                                                bool]:
     """Fold one check into the state; say whether the condition fires now.
 
-    PASS resets the run; FAIL extends it; UNKNOWN leaves the count as it was (a gap in the
-    data is not evidence either way) but is remembered as the last outcome."""
+    PASS resets the run; FAIL extends it (or starts a new one, see Check.new_run); UNKNOWN
+    leaves the count as it was (a gap in the data is not evidence either way) but is
+    remembered as the last outcome."""
     stamped = replace(state, last_outcome=str(check.outcome), last_value=check.value,
                       last_check=check.at, last_message=check.message[:300])
     if check.outcome is Outcome.PASS:
         return replace(stamped, failures=0, failing_since=None), False
     if check.outcome is Outcome.UNKNOWN:
         return stamped, False
+    if check.new_run:
+        state = replace(state, failures=0, failing_since=None)
     new = replace(stamped, failures=state.failures + 1,
                   failing_since=state.failing_since if state.failing_since is not None
                   else check.at)

@@ -1,0 +1,199 @@
+"""Detection never makes things worse, on the real control plane: a healthy slow start with a
+1 s readiness probe is never rolled back, a broken release still is within N x interval
+(+ grace), a release that never ran is never a rollback target, and a hung Prometheus
+delays nothing but its own conditions."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from kubernetes import client
+
+from e2e.conftest import rb001_policy
+from harness import objects
+from harness.nodesim import READY
+from harness.procs import wait_for
+from harness.silent import SilentServer
+from missioncontrol import timeutil
+
+pytestmark = pytest.mark.cluster
+FAILURES, GRACE = 3, 2.0
+
+
+def readiness_policy(*, interval: float) -> dict:
+    policy = rb001_policy()
+    policy["spec"]["overrides"]["conditions"][0].update(
+        {"consecutiveFailures": FAILURES, "interval": f"{interval:g}s",
+         "gracePeriod": f"{GRACE:g}s"})
+    return policy
+
+
+def checkout_pods(cluster, replica_set: str) -> list[client.V1Pod]:
+    pods = cluster.core.list_namespaced_pod(cluster.namespace, label_selector="app=checkout")
+    return [p for p in pods.items if p.metadata.deletion_timestamp is None
+            and any(r.name == replica_set for r in p.metadata.owner_references or [])]
+
+
+def probe_failures(cluster, pod: str) -> dict[str, int]:
+    events = cluster.core.list_namespaced_event(
+        cluster.namespace, field_selector=f"involvedObject.name={pod},reason=Unhealthy")
+    return {e.metadata.name: e.count or 1 for e in events.items}
+
+
+def new_release(cluster, name: str = "checkout") -> dict:
+    """The policy's state of `name` once it follows a release newer than revision 1."""
+    return wait_for(lambda: (lambda s: s if s.get("revision", 0) > 1 and s.get("replicaSet")
+                             else None)(cluster.target_state("checkout-guard", name)),
+                    timeout=60, what="the policy to follow the new release")
+
+
+def test_a_pod_ready_before_the_third_check_is_not_rolled_back(rb001, cluster):
+    """The failure this guards against, step by step: two failing checks, a readiness-probe
+    failure after the second, the pod Ready before the third. The third check must judge the
+    pod as it is then (Ready), not count the failure it reported before."""
+    cluster.create(readiness_policy(interval=4.0))
+    op = rb001.start_operator()
+    cluster.create(objects.deployment("checkout", image="shop/checkout:1.0", replicas=1))
+    wait_for(lambda: cluster.target_state("checkout-guard", "checkout").get(
+        "lastHealthyRevision") == 1, timeout=60, what="revision 1 recorded as healthy")
+
+    cluster.release("checkout", image="shop/checkout:2.0", ready=False)
+    replica_set = new_release(cluster)["replicaSet"]
+    seen = wait_for(lambda: (lambda s: s if s["checks"].get("readiness", {}).get(
+        "failures") == FAILURES - 1 else None)(cluster.target_state("checkout-guard",
+                                                                    "checkout")),
+        timeout=60, what=f"{FAILURES - 1} failing readiness checks")
+    (pod,) = checkout_pods(cluster, replica_set)
+    name = pod.metadata.name
+    counted = seen.get("eventCounts") or {}
+    wait_for(lambda: any(n > counted.get(key, 0) for key, n in probe_failures(
+        cluster, name).items()), timeout=10, what="a probe failure after the last check")
+    cluster.core.patch_namespaced_pod(name, cluster.namespace,
+                                      {"metadata": {"annotations": {READY: "true"}}})
+    state = wait_for(lambda: (lambda s: s if s["checks"]["readiness"].get(
+        "lastOutcome") == "Pass" else None)(cluster.target_state("checkout-guard",
+                                                                 "checkout")),
+        timeout=30, what="the next readiness check to pass")
+    assert state["checks"]["readiness"]["failures"] == 0
+    assert cluster.incidents() == []
+    wait_for(lambda: cluster.target_state("checkout-guard", "checkout").get(
+        "lastHealthyRevision") == 2, timeout=60, what="revision 2 recorded as healthy")
+    assert cluster.incidents() == []
+    op.check_alive()
+
+
+def test_a_slow_start_with_a_1s_probe_is_never_rolled_back(rb001, cluster):
+    """Each pod fails its 1 s probe for 4 s, then is Ready: a rolling update of two such pods,
+    watched every 2 s with a 2 s grace period. Checks fail while a pod is late, but never
+    three in a row."""
+    cluster.create(readiness_policy(interval=2.0))
+    op = rb001.start_operator()
+    rb001.healthy_checkout()
+    template = objects.deployment("checkout", image="shop/checkout:2.0",
+                                  ready_after=4)["spec"]["template"]
+    cluster.apps.patch_namespaced_deployment("checkout", cluster.namespace,
+                                             {"spec": {"template": template}})
+    failing = set()
+
+    def healthy() -> bool:
+        state = cluster.target_state("checkout-guard", "checkout")
+        if state.get("revision") == 2:
+            failing.add(state["checks"].get("readiness", {}).get("failures", 0))
+        assert cluster.incidents() == [], "a healthy slow start was judged failed"
+        return state.get("lastHealthyRevision") == 2
+
+    wait_for(healthy, timeout=90, interval=0.1, what="revision 2 recorded as healthy")
+    assert max(failing) >= 1, f"the slow start was never seen failing: {failing}"
+    events = cluster.core.list_namespaced_event(cluster.namespace,
+                                                field_selector="reason=Unhealthy").items
+    assert sum(e.count or 1 for e in events) >= 4     # the kubelet did report its start
+    assert cluster.incidents() == []
+    op.check_alive()
+
+
+def _rollback_delays(rb001, cluster, *, prometheus_url: str) -> dict[str, float]:
+    """A broken release under a 1 s probe, readiness checked every 1 s: seconds from the
+    release to the incident and to the rollback applied."""
+    cluster.create(readiness_policy(interval=1.0))
+    op = rb001.start_operator(prometheus_url=prometheus_url)
+    rb001.healthy_checkout()
+    released = time.time()
+    cluster.release("checkout", image="shop/checkout:2.0", ready=False)
+    incident = cluster.one_incident(timeout=60)
+    name = incident["metadata"]["name"]
+
+    def rolled_back() -> dict | None:
+        body = cluster.get("Incident", name)
+        step = next((s for s in (body.get("status") or {}).get("steps") or []
+                     if s["id"] == "rollback"), {})
+        return body if step.get("state") == "Succeeded" else None
+
+    body = wait_for(rolled_back, timeout=60, what="the rollback applied")
+    step = next(s for s in body["status"]["steps"] if s["id"] == "rollback")
+    op.check_alive()
+    return {"detect": timeutil.parse(body["status"]["detectedAt"]) - released,
+            "rollback": timeutil.parse(step["finishedAt"]) - released}
+
+
+def test_a_broken_release_with_a_1s_probe_is_rolled_back_in_time(rb001, cluster):
+    delays = _rollback_delays(rb001, cluster, prometheus_url=cluster.env.prometheus_url)
+    print(f"\nbroken release, real Prometheus: detected after {delays['detect']:.2f} s, "
+          f"rolled back after {delays['rollback']:.2f} s "
+          f"(grace {GRACE:g} s + {FAILURES} x 1 s checks)")
+    assert delays["detect"] <= GRACE + FAILURES * 1.0 + 2.0, delays
+
+
+def test_a_hung_prometheus_does_not_delay_the_readiness_rollback(rb001, cluster):
+    with SilentServer() as silent:
+        delays = _rollback_delays(rb001, cluster, prometheus_url=silent.url)
+        accepted = silent.accepted
+        policy = cluster.get("IncidentPolicy", "checkout-guard")
+    print(f"\nbroken release, hung Prometheus: detected after {delays['detect']:.2f} s, "
+          f"rolled back after {delays['rollback']:.2f} s "
+          f"(grace {GRACE:g} s + {FAILURES} x 1 s checks); {accepted} connections held")
+    assert accepted >= 1                       # the operator did ask, and got no answer
+    assert delays["rollback"] <= GRACE + FAILURES * 1.0 + 2.0, delays
+    # Its own condition says why it knows nothing.
+    state = next(t for t in policy["status"]["targets"] if t["name"] == "checkout")
+    error_rate = state["checks"]["error-rate"]
+    assert error_rate["lastOutcome"] == "Unknown", error_rate
+    assert "no answer within" in error_rate["lastMessage"], error_rate
+    ready = next(c for c in policy["status"]["conditions"] if c["type"] == "Ready")
+    assert ready["status"] == "True"
+    assert time.time() - timeutil.parse(policy["status"]["lastTick"]) < 5.0
+
+
+def test_a_release_that_never_ran_is_no_rollback_target(rb001, cluster):
+    """Scaled to 0, a broken template "rolls out" with no pod of it running: it must not
+    become the last healthy release that a later rollback goes back to."""
+    cluster.create(rb001_policy(stable_for="2s"))
+    op = rb001.start_operator()
+    rb001.healthy_checkout()
+    never_ran = objects.deployment("checkout", image="shop/checkout:2.0",
+                                   ready=False)["spec"]["template"]
+    cluster.apps.patch_namespaced_deployment("checkout", cluster.namespace, {
+        "spec": {"replicas": 0, "template": never_ran}})
+    state = new_release(cluster)
+    assert state["revision"] == 2
+    since = time.time()
+    # Long past stableFor (2s) with revision 2 rolled out at 0 replicas.
+    wait_for(lambda: timeutil.parse(cluster.get("IncidentPolicy", "checkout-guard")[
+        "status"]["lastTick"]) > since + 3 * 2.0, timeout=60, what="ticks past stableFor")
+    state = cluster.target_state("checkout-guard", "checkout")
+    assert state["revision"] == 2 and state.get("lastHealthyRevision") == 1, state
+    annotation = cluster.deployment("checkout").metadata.annotations[
+        "missioncontrol.dev/last-healthy-revision"]
+    assert annotation.startswith("1 ")
+
+    broken = objects.deployment("checkout", image="shop/checkout:3.0",
+                                ready=False)["spec"]["template"]
+    cluster.apps.patch_namespaced_deployment("checkout", cluster.namespace, {
+        "spec": {"replicas": 2, "template": broken}})
+    name = cluster.one_incident()["metadata"]["name"]
+    resolved = cluster.wait_phase(name, "Resolved", timeout=90)
+    rollback = resolved["status"]["rollback"]
+    assert (rollback["fromRevision"], rollback["toRevision"]) == (3, 1), rollback
+    image = cluster.deployment("checkout").spec.template.spec.containers[0].image
+    assert image == "shop/checkout:1.0"
+    op.check_alive()
