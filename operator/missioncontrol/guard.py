@@ -80,6 +80,9 @@ async def resolve(ctx: Context, body: dict) -> Resolved | Readiness:
         runbook = effective_runbook(Runbook.parse(runbook_body), policy)
     except ModelError as exc:
         return Readiness(False, "RunbookInvalid", f"{policy.runbook}: {exc}")
+    refused = _not_ready(runbook_body)
+    if refused:
+        return Readiness(False, "RunbookInvalid", f"{policy.runbook}: {refused}")
     for condition in runbook.trigger.conditions:
         query = getattr(condition.detector, "query", "")
         bad = templates.unknown_variables(query)
@@ -105,6 +108,17 @@ async def resolve(ctx: Context, body: dict) -> Resolved | Readiness:
                              f"ServiceOwnership {ownership.name} names nobody for "
                              f"{'it' if len(missing) == 1 else 'them'}")
     return Resolved(policy, runbook, ownership)
+
+
+def _not_ready(body: dict) -> str:
+    """The Runbook's own verdict (its handler parses its PromQL with Prometheus's parser):
+    the message of a Ready=False condition for its current generation, else ""."""
+    generation = body.get("metadata", {}).get("generation")
+    for condition in (body.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Ready" and condition.get("status") == "False" \
+                and condition.get("observedGeneration") in (None, generation):
+            return f"{condition.get('reason')}: {condition.get('message')}"
+    return ""
 
 
 async def tick(ctx: Context, body: dict) -> TickResult:

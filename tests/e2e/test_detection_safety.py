@@ -197,3 +197,44 @@ def test_a_release_that_never_ran_is_no_rollback_target(rb001, cluster):
     image = cluster.deployment("checkout").spec.template.spec.containers[0].image
     assert image == "shop/checkout:1.0"
     op.check_alive()
+
+
+def _ready(cluster, kind: str, name: str, status: str, reason: str) -> dict:
+    def matches() -> dict | None:
+        conditions = (cluster.get(kind, name).get("status") or {}).get("conditions") or []
+        found = next((c for c in conditions if c["type"] == "Ready"), None)
+        return found if found and (found["status"], found["reason"]) == (status, reason) \
+            else None
+    return wait_for(matches, timeout=60, what=f"{kind} {name} Ready={status} ({reason})")
+
+
+def test_an_unparseable_query_makes_the_runbook_and_its_policies_not_ready(rb001, cluster):
+    """Prometheus's own parser judges the runbook's PromQL (Debian's 2.42 has no
+    /api/v1/parse_query: the client falls back to an instant query at the epoch)."""
+    op = rb001.start_operator()
+    cluster.create(rb001_policy())
+    _ready(cluster, "IncidentPolicy", "checkout-guard", "True", "Guarding")
+    runbook = cluster.get("Runbook", "rb-001")
+    conditions = runbook["spec"]["trigger"]["anyOf"]
+    conditions[1]["threshold"]["query"] = (
+        'sum(rate(http_requests_total{namespace=~"{{ .namespace }}"}[1m])')    # one ")" short
+    cluster.patch("Runbook", "rb-001", {"spec": {"trigger": {"anyOf": conditions}}})
+    bad = _ready(cluster, "Runbook", "rb-001", "False", "InvalidQuery")
+    assert bad["message"].startswith("condition error-rate: ")
+    assert "parse error" in bad["message"], bad
+    policy = _ready(cluster, "IncidentPolicy", "checkout-guard", "False", "RunbookInvalid")
+    assert "parse error" in policy["message"] and "rb-001" in policy["message"], policy
+
+    conditions[1]["threshold"]["query"] += ")"
+    cluster.patch("Runbook", "rb-001", {"spec": {"trigger": {"anyOf": conditions}}})
+    _ready(cluster, "Runbook", "rb-001", "True", "Valid")
+    _ready(cluster, "IncidentPolicy", "checkout-guard", "True", "Guarding")
+    op.check_alive()
+
+
+def test_without_prometheus_the_runbook_says_its_queries_are_unchecked(rb001, cluster):
+    op = rb001.start_operator(prometheus_url=None)
+    condition = _ready(cluster, "Runbook", "rb-001", "True", "QueriesUnchecked")
+    assert condition["message"].endswith(
+        "PromQL not checked: no Prometheus configured (--prometheus-url)"), condition
+    op.check_alive()

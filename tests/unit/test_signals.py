@@ -1,6 +1,7 @@
-"""The signal adapters' pure parts: joining one namespace's Kubernetes listings into
-per-Deployment readings (signals.kubernetes), and matching Prometheus series to targets
-(signals.prometheus.match)."""
+"""The signal adapters: joining one namespace's Kubernetes listings into per-Deployment
+readings (signals.kubernetes), matching Prometheus series to targets (signals.prometheus.match),
+and the Prometheus client itself against loopback servers (one that answers like Prometheus,
+one that never answers)."""
 
 from __future__ import annotations
 
@@ -8,15 +9,27 @@ import asyncio
 import copy
 import math
 import time
+from pathlib import Path
 
 import pytest
+import yaml
 from aiohttp import web
 
 from harness.procs import free_port
 from harness.silent import SilentServer
 from missioncontrol.detect.signals import PodReading, ProbeEvents
+from missioncontrol.model import Runbook
 from missioncontrol.signals.kubernetes import REVISION, pod_reading, rolled_out, targets_in
-from missioncontrol.signals.prometheus import Answer, InFlight, Prometheus, PrometheusError, match
+from missioncontrol.signals.prometheus import (
+    Answer,
+    InFlight,
+    Prometheus,
+    PrometheusError,
+    QueriesChecked,
+    check_queries,
+    match,
+    queries_of,
+)
 from missioncontrol.timeutil import parse
 
 CREATED = "2024-05-01T10:00:00Z"
@@ -402,3 +415,30 @@ async def test_in_flight_queries_run_once_per_key_and_are_taken_when_done() -> N
     await queries.settle(["k"], within=1.0)
     assert queries.take("k") == "first" and runs == ["first"]
     assert queries.take("k") is None and not queries.running("k")
+
+
+async def test_check_queries_names_the_first_that_does_not_parse() -> None:
+    queries = {"condition a": "up", "condition b": "sum(", "step s dashboard d": "rate(x[5m])"}
+    async with FakePrometheus() as prom:
+        checked = await check_queries(Prometheus(prom.url), queries)
+        assert checked == QueriesChecked(
+            invalid="condition b: 1:5: parse error: unclosed left parenthesis")
+        assert await check_queries(Prometheus(prom.url), {"condition a": "up"}) == \
+            QueriesChecked()
+
+
+async def test_check_queries_claims_nothing_without_an_answer() -> None:
+    assert await check_queries(None, {"condition a": "up"}) == QueriesChecked(
+        unchecked="no Prometheus configured (--prometheus-url)")
+    with SilentServer() as silent:
+        checked = await check_queries(Prometheus(silent.url, timeout=0.3), {"condition a": "up"})
+    assert checked.invalid == ""
+    assert checked.unchecked == "Prometheus could not parse them: no answer within 0.3s"
+    assert await check_queries(None, {}) == QueriesChecked()
+
+
+def test_queries_of_a_runbook_are_its_conditions_and_dashboards() -> None:
+    (path,) = (Path(__file__).resolve().parents[2] / "runbooks").glob("rb-001-*.yaml")
+    runbook = Runbook.parse(yaml.safe_load(path.read_text()))
+    assert sorted(queries_of(runbook)) == ["condition error-rate",
+                                           "step blast-radius dashboard error rate by endpoint"]

@@ -9,6 +9,7 @@ from .. import GROUP, VERSION, conditions, templates
 from ..model import Ownership, Runbook
 from ..parse import ModelError
 from ..records import from_dict, to_dict
+from ..signals import prometheus
 
 
 def _ready(body: kopf.Body, patch: kopf.Patch, ok: bool, reason: str, message: str,
@@ -26,7 +27,8 @@ def _ready(body: kopf.Body, patch: kopf.Patch, ok: bool, reason: str, message: s
 @kopf.on.resume(GROUP, VERSION, "runbooks")
 @kopf.on.create(GROUP, VERSION, "runbooks")
 @kopf.on.update(GROUP, VERSION, "runbooks", field="spec")
-def check_runbook(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: object) -> None:
+async def check_runbook(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo,
+                        **_: object) -> None:
     try:
         runbook = Runbook.parse(dict(body))
     except ModelError as exc:
@@ -38,10 +40,20 @@ def check_runbook(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: obje
             _ready(body, patch, False, "InvalidTemplate",
                    f"condition {condition.name} uses unknown variables {bad}", memo.guard.clock())
             return
-    _ready(body, patch, True, "Valid",
-           f"{runbook.id}: {len(runbook.trigger.conditions)} trigger condition(s), "
-           f"{len(runbook.steps)} step(s), recovery SLO {runbook.recovery.slo / 60:g}m",
-           memo.guard.clock())
+    checked = await prometheus.check_queries(memo.guard.prometheus,
+                                             prometheus.queries_of(runbook))
+    if checked.invalid:
+        _ready(body, patch, False, "InvalidQuery", checked.invalid, memo.guard.clock())
+        return
+    summary = (f"{runbook.id}: {len(runbook.trigger.conditions)} trigger condition(s), "
+               f"{len(runbook.steps)} step(s), recovery SLO {runbook.recovery.slo / 60:g}m")
+    if not checked.unchecked:
+        _ready(body, patch, True, "Valid", summary, memo.guard.clock())
+        return
+    _ready(body, patch, True, "QueriesUnchecked",
+           f"{summary}; PromQL not checked: {checked.unchecked}", memo.guard.clock())
+    if memo.guard.prometheus is not None:   # it may answer later: ask again
+        raise kopf.TemporaryError(checked.unchecked, delay=30)
 
 
 @kopf.on.resume(GROUP, VERSION, "serviceownerships")

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import aiohttp
 
 from .. import templates
+from ..model import AssessBlastRadius, Runbook
 
 # What a query's template variables become when it is only parsed, never run for a target.
 PLACEHOLDERS = {"namespace": "placeholder-namespace", "name": "placeholder-name"}
@@ -184,3 +185,39 @@ class InFlight:
         pending = [self.tasks[k] for k in keys if k in self.tasks and not self.tasks[k].done()]
         if pending and within > 0:
             await asyncio.wait(pending, timeout=within)
+
+
+@dataclass(frozen=True)
+class QueriesChecked:
+    """What Prometheus's parser said of a runbook's PromQL."""
+    invalid: str = ""      # "<where>: <the parser's message>" for the first that does not parse
+    unchecked: str = ""    # why they could not be checked (then nothing is claimed of them)
+
+
+def queries_of(runbook: Runbook) -> dict[str, str]:
+    """Every PromQL template of a runbook, by where it stands."""
+    found = {f"condition {c.name}": c.detector.query for c in runbook.trigger.conditions
+             if getattr(c.detector, "query", "")}
+    for step in runbook.steps:
+        if isinstance(step.params, AssessBlastRadius):
+            found.update({f"step {step.id} dashboard {d.name}": d.query
+                          for d in step.params.dashboards})
+    return found
+
+
+async def check_queries(prometheus: Prometheus | None,
+                        queries: dict[str, str]) -> QueriesChecked:
+    """Parse every query with Prometheus's own parser, all at once."""
+    if not queries:
+        return QueriesChecked()
+    if prometheus is None:
+        return QueriesChecked(unchecked="no Prometheus configured (--prometheus-url)")
+    results = await asyncio.gather(*(prometheus.parse(q) for q in queries.values()),
+                                   return_exceptions=True)
+    for where, result in zip(queries, results, strict=True):
+        if isinstance(result, str):
+            return QueriesChecked(invalid=f"{where}: {result}")
+    failures = [r for r in results if isinstance(r, BaseException)]
+    if failures:
+        return QueriesChecked(unchecked=f"Prometheus could not parse them: {failures[0]}")
+    return QueriesChecked()
