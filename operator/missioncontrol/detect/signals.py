@@ -98,20 +98,13 @@ def readiness(name: str, detector: Readiness, reading: ReleaseReading | None,
     total = len(reading.pods)
     ready = total - len(not_ready)
     if late or new_failures:
-        parts = []
-        if late:
-            parts.append(f"{len(late)}/{total} pods of {reading.replica_set} not Ready for "
-                         f"more than {detector.grace_period:g}s")
-        if new_failures:
-            plural = "s" if new_failures != 1 else ""
-            parts.append(f"{new_failures} readiness-probe failure{plural} since the last "
-                         f"check on pods still not Ready ({new_events[0].message})")
         failing_now = tuple(sorted({p.name for p in late} | {e.pod for e in new_events}))
-        ready_now = {p.name for p in reading.pods if p.ready}
-        recovered = bool(failing) and set(failing) <= ready_now
+        recovered = bool(failing) and set(failing) <= {p.name for p in reading.pods if p.ready}
+        message = _failure(reading, detector, late=len(late), new_failures=new_failures,
+                           sample=new_events[0].message if new_events else "")
         if recovered:
-            parts.append(f"a new run: {', '.join(failing)} Ready now")
-        return Check(name, Outcome.FAIL, now, float(len(failing_now)), "; ".join(parts),
+            message += f"; a new run: {', '.join(failing)} Ready now"
+        return Check(name, Outcome.FAIL, now, float(len(failing_now)), message,
                      new_run=recovered), counts, failing_now
     if not total:
         return Check(name, Outcome.UNKNOWN, now, None,
@@ -124,3 +117,16 @@ def readiness(name: str, detector: Readiness, reading: ReleaseReading | None,
     return Check(name, Outcome.UNKNOWN, now, None,
                  f"{total - ready}/{total} pods of {reading.replica_set} not Ready yet, "
                  f"within the {detector.grace_period:g}s grace period"), counts, ()
+
+
+def _failure(reading: ReleaseReading, detector: Readiness, *, late: int, new_failures: int,
+             sample: str) -> str:
+    parts = []
+    if late:
+        parts.append(f"{late}/{len(reading.pods)} pods of {reading.replica_set} not Ready for "
+                     f"more than {detector.grace_period:g}s")
+    if new_failures:
+        plural = "s" if new_failures != 1 else ""
+        parts.append(f"{new_failures} readiness-probe failure{plural} since the last check on "
+                     f"pods still not Ready ({sample})")
+    return "; ".join(parts)
