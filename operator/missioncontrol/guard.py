@@ -158,13 +158,17 @@ async def tick(ctx: Context, body: dict) -> TickResult:
     opened = judging.opened
     for target in targets:
         await _mark_last_healthy(ctx, target, states[target.key])
-    wait = min((next_due(runbook, s, ctx.clock()) for s in states.values()), default=10.0)
+    # A condition whose query is still running is not due again: its answer is awaited by
+    # the next tick's settle. The time this tick spent waiting for answers is the time until
+    # the next readiness check, so that check starts on time.
+    idle = _only(runbook, lambda c: not ctx.queries.running((owner, c.name)))
+    wait = min((next_due(idle, s, ctx.clock()) for s in states.values()), default=10.0)
     mode = "dryRun" if policy.dry_run or ctx.force_dry_run else "enforce"
     message = (f"guarding {len(states)} Deployment(s) with {runbook.id} in {mode} mode")
     status = {"targetCount": len(states),
               "targets": [to_dict(s) for s in sorted(states.values(), key=lambda s: s.key)]}
     return TickResult(Readiness(True, "Guarding", message), status, opened,
-                      wait=max(0.2, min(wait, 10.0)))
+                      wait=max(0.05, min(wait, 10.0)))
 
 
 @dataclass
