@@ -10,14 +10,14 @@ import logging
 from dataclasses import dataclass, field, replace
 
 from . import incident as inc
-from . import metrics, owners, templates
+from . import metrics, owners, templates, tenancy
 from .detect.outcome import Check
 from .detect.release import Readings, TargetState, armed, evaluate, next_due, observe
 from .kube import ApiException, Kube
 from .model import Ownership, Policy, RisesSharply, Runbook, Threshold, effective_runbook
 from .parse import ModelError
 from .records import from_dict, to_dict
-from .signals.kubernetes import Target, read_targets
+from .signals.kubernetes import Target, read_targets, target_namespaces
 from .signals.prometheus import Prometheus
 from .timeutil import Clock
 
@@ -100,7 +100,18 @@ async def resolve(ctx: Context, body: dict) -> Resolved | Readiness:
                              f"runbook {runbook.id} pages {', '.join(missing)}, but "
                              f"ServiceOwnership {ownership.name} names nobody for "
                              f"{'it' if len(missing) == 1 else 'them'}")
+    refused = reach(policy, runbook)
+    if refused is not None:
+        return refused
     return Resolved(policy, runbook, ownership)
+
+
+def reach(policy: Policy, runbook: Runbook) -> Readiness | None:
+    """Ready=False when the policy reaches beyond its namespace (tenancy's rules)."""
+    violations = tenancy.reference_violations(policy, runbook)
+    if not violations:
+        return None
+    return Readiness(False, "CrossNamespaceReference", "; ".join(violations))
 
 
 async def tick(ctx: Context, body: dict) -> TickResult:
@@ -111,7 +122,11 @@ async def tick(ctx: Context, body: dict) -> TickResult:
     now = ctx.clock()
     states = {(t["namespace"], t["name"]): from_dict(TargetState, t)
               for t in (body.get("status") or {}).get("targets") or []}
-    targets = await read_targets(ctx.kube, policy)
+    namespaces, protected = tenancy.split(await target_namespaces(ctx.kube, policy))
+    if protected and not namespaces:
+        return TickResult(Readiness(False, "ProtectedNamespace", _not_guarding(protected)),
+                          {"targetCount": 0, "targets": []}, wait=10.0)
+    targets = await read_targets(ctx.kube, policy, namespaces)
     readings = await _prometheus_readings(ctx, runbook, targets, states, now)
     new_states: list[TargetState] = []
     opened: list[str] = []
@@ -131,10 +146,17 @@ async def tick(ctx: Context, body: dict) -> TickResult:
     wait = min((next_due(runbook, s, ctx.clock()) for s in new_states), default=10.0)
     mode = "dryRun" if policy.dry_run or ctx.force_dry_run else "enforce"
     message = (f"guarding {len(new_states)} Deployment(s) with {runbook.id} in {mode} mode")
+    if protected:
+        message += f"; {_not_guarding(protected)}"
     status = {"targetCount": len(new_states),
               "targets": [to_dict(s) for s in sorted(new_states, key=lambda s: s.key)]}
-    return TickResult(Readiness(True, "Guarding", message), status, opened,
-                      wait=max(0.2, min(wait, 10.0)))
+    return TickResult(Readiness(True, "GuardingExceptProtected" if protected else "Guarding",
+                                message), status, opened, wait=max(0.2, min(wait, 10.0)))
+
+
+def _not_guarding(protected: list[str]) -> str:
+    return (f"not guarding the protected namespace(s) {', '.join(protected)} it selects "
+            f"(the operator never acts there)")
 
 
 async def _follow_incident(ctx: Context, state: TargetState) -> TargetState:
