@@ -155,8 +155,8 @@ async def tick(ctx: Context, body: dict) -> TickResult:
 
 
 def _not_guarding(protected: list[str]) -> str:
-    return (f"not guarding the protected namespace(s) {', '.join(protected)} it selects "
-            f"(the operator never acts there)")
+    return (f"not guarding the namespace(s) {', '.join(protected)} it selects: protected "
+            f"or not watched (the operator never acts there)")
 
 
 async def _follow_incident(ctx: Context, state: TargetState) -> TargetState:

@@ -69,7 +69,8 @@ def run(options: Options, *, verbose: bool = False) -> int:
     register()
     rules = tenancy.configure(protected=options.protected_namespaces,
                               reference_namespaces=options.reference_namespaces,
-                              cluster_policy_namespaces=options.cluster_policy_namespaces)
+                              cluster_policy_namespaces=options.cluster_policy_namespaces,
+                              watched=options.namespaces)
     log.info("protected namespaces: %s; cluster-policy namespaces: %s",
              ", ".join(sorted(rules.protected)) or "none",
              ", ".join(sorted(rules.cluster_policy_namespaces)) or "none")

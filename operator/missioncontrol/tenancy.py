@@ -32,8 +32,9 @@ class ProtectedNamespace(Exception):
     """An action a policy asked for, refused because it would touch a protected namespace."""
 
     def __init__(self, namespace: str, what: str) -> None:
-        super().__init__(f"refused to {what} in namespace {namespace}: it is protected "
-                         f"(the operator never acts there; see --protected-namespaces)")
+        super().__init__(f"refused to {what} in namespace {namespace}: it is protected or "
+                         f"not watched (the operator never acts there; see "
+                         f"--protected-namespaces and --namespace)")
         self.namespace = namespace
 
 
@@ -42,6 +43,9 @@ class Rules:
     protected: frozenset[str] = frozenset(SYSTEM_NAMESPACES)
     reference_namespaces: frozenset[str] = frozenset()   # a policy may refer to these too
     cluster_policy_namespaces: frozenset[str] = frozenset()   # namespaceSelector allowed here
+    # The namespaces the operator watches (`missionctl run -n`; empty: all). Outside them it
+    # never acts either: the namespaced install grants it nothing there.
+    watched: frozenset[str] = frozenset()
 
 
 RULES = Rules()
@@ -62,15 +66,17 @@ def default_protected(own: str | None) -> tuple[str, ...]:
 
 
 def configure(*, protected: Iterable[str], reference_namespaces: Iterable[str] = (),
-              cluster_policy_namespaces: Iterable[str] = ()) -> Rules:
+              cluster_policy_namespaces: Iterable[str] = (),
+              watched: Iterable[str] = ()) -> Rules:
     global RULES
     RULES = Rules(frozenset(n for n in protected if n), frozenset(reference_namespaces),
-                  frozenset(cluster_policy_namespaces))
+                  frozenset(cluster_policy_namespaces), frozenset(watched))
     return RULES
 
 
 def is_protected(namespace: str) -> bool:
-    return namespace in RULES.protected
+    """Protected, or outside the namespaces the operator watches."""
+    return namespace in RULES.protected or bool(RULES.watched and namespace not in RULES.watched)
 
 
 def refuse_protected(namespace: str, *, what: str) -> None:

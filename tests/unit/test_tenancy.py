@@ -107,3 +107,11 @@ def test_an_incident_names_a_policy_namespace_only_where_a_policy_could_live() -
     assert not tenancy.policy_namespace_allowed("shop", "platform")
     tenancy.configure(protected=(), cluster_policy_namespaces=("platform",))
     assert tenancy.policy_namespace_allowed("shop", "platform")
+
+
+def test_outside_the_watched_namespaces_the_operator_never_acts() -> None:
+    tenancy.configure(protected=("kube-system",), watched=("team-a", "team-b"))
+    assert tenancy.split(["team-a", "team-c", "kube-system", "team-b"]) == (
+        ["team-a", "team-b"], ["team-c", "kube-system"])
+    with pytest.raises(tenancy.ProtectedNamespace, match="not watched"):
+        tenancy.refuse_protected("team-c", what="read Secret route")
