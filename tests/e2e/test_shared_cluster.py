@@ -4,6 +4,8 @@ reaches beyond its own namespace is reported, not obeyed."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from kubernetes import client
 
@@ -11,6 +13,9 @@ from e2e.conftest import catalogue, rb001_policy
 from e2e.test_policy_ready import events_for, wait_ready
 from harness import objects
 from harness.procs import wait_for
+from missioncontrol import incident as inc
+from missioncontrol.model import Runbook
+from missioncontrol.records import to_dict
 
 pytestmark = pytest.mark.cluster
 
@@ -115,3 +120,57 @@ def test_a_replay_in_another_namespace_is_reported(env, rb001, cluster, namespac
                            "CrossNamespaceReference")
     assert f"replaySample.namespace {SYSTEM} is not the policy's namespace {namespace}" in \
         condition["message"]
+
+
+@pytest.fixture
+def system_incident(env, system_deployment):
+    """RB-001 and an open Incident for the kube-system Deployment, both written by hand in
+    kube-system: what the guard would never open. Removed afterwards (finalizers too)."""
+    custom = client.CustomObjectsApi(env.api)
+    group = ("missioncontrol.dev", "v1alpha1", SYSTEM)
+    runbook = catalogue("rb-001")
+    custom.create_namespaced_custom_object(*group, "runbooks", runbook)
+    name = f"by-hand-{system_deployment}"[:60]
+    custom.create_namespaced_custom_object(*group, "incidents", {
+        "apiVersion": "missioncontrol.dev/v1alpha1", "kind": "Incident",
+        "metadata": {"name": name},
+        "spec": {"runbook": {"name": "rb-001", "id": "RB-001"},
+                 "target": {"kind": "Deployment", "namespace": SYSTEM,
+                            "name": system_deployment},
+                 "severity": "SEV2", "mode": "enforce", "summary": "written by hand"}})
+    steps = tuple((s.id, s.action) for s in Runbook.parse(runbook).steps)
+    custom.patch_namespaced_custom_object_status(*group, "incidents", name, {"status": to_dict(
+        inc.opened(now=time.time(), mode="enforce", slo=1200.0, evidence=(), steps=steps,
+                   reason="written by hand"))})
+    yield name
+    for plural, obj in (("incidents", name), ("runbooks", "rb-001")):
+        try:
+            custom.patch_namespaced_custom_object(*group, plural, obj,
+                                                  {"metadata": {"finalizers": None}})
+            custom.delete_namespaced_custom_object(*group, plural, obj)
+        except client.ApiException as exc:
+            if exc.status != 404:
+                raise
+
+
+def test_an_incident_written_by_hand_runs_no_step_in_a_protected_namespace(
+        env, rb001, namespace, system_deployment, system_incident):
+    custom = client.CustomObjectsApi(env.api)
+    rb001.start_operator("--namespace", SYSTEM)   # watched, but protected
+
+    def refused() -> dict | None:
+        body = custom.get_namespaced_custom_object("missioncontrol.dev", "v1alpha1", SYSTEM,
+                                                   "incidents", system_incident)
+        steps = {s["id"]: s for s in (body.get("status") or {}).get("steps") or []}
+        return steps if steps.get("freeze", {}).get("state") in ("Failed", "Succeeded") \
+            else None
+
+    steps = wait_for(refused, timeout=60, what="the freeze step to finish")
+    assert steps["freeze"]["state"] == "Failed", steps["freeze"]
+    assert f"in namespace {SYSTEM}: it is protected" in steps["freeze"]["message"], steps
+    # A failed change holds the rest back (engine.run_steps): the rollback never ran.
+    assert steps["rollback"]["state"] not in ("Succeeded", "Running"), steps["rollback"]
+    system = client.AppsV1Api(env.api).read_namespaced_deployment(system_deployment, SYSTEM)
+    assert not [k for k in system.metadata.labels or {} if k.startswith("missioncontrol.dev/")]
+    labels = client.CoreV1Api(env.api).read_namespace(SYSTEM).metadata.labels or {}
+    assert "missioncontrol.dev/frozen" not in labels, labels
