@@ -155,8 +155,13 @@ async def tick(ctx: Context, body: dict) -> TickResult:
 
 
 def _not_guarding(protected: list[str]) -> str:
-    return (f"not guarding the namespace(s) {', '.join(protected)} it selects: protected "
-            f"or not watched (the operator never acts there)")
+    # A large cluster has many: name a few, protected ones first, and count the rest (a
+    # condition message is bounded).
+    protected = sorted(protected, key=lambda n: n not in tenancy.RULES.protected)
+    names = ", ".join(protected[:10]) + (f" and {len(protected) - 10} more"
+                                         if len(protected) > 10 else "")
+    return (f"not guarding the namespace(s) {names} it selects: protected or not watched "
+            f"(the operator never acts there)")
 
 
 async def _follow_incident(ctx: Context, state: TargetState) -> TargetState:

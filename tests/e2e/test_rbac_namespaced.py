@@ -5,6 +5,7 @@ whole RB-001 readiness path with it."""
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from e2e.test_rbac import (
     SA_NAMESPACE,
     SUBJECT,
     WEBHOOK_CONFIG,
+    _kubectl,
     make_sa_kubeconfig,
     readiness_path,
     sa_operator,
@@ -130,3 +132,27 @@ def namespaced_operator(env, namespaced_rbac, namespace, tmp_path: Path):
 def test_readiness_path_runs_with_the_namespaced_install(env, rb001, cluster, receiver,
                                                         namespaced_operator, namespace):
     readiness_path(env, rb001, cluster, namespaced_operator, namespace)
+
+
+def test_the_namespaced_kustomization_builds_and_keeps_cluster_wide_only_what_must_be(
+        env, namespace):
+    built = subprocess.run([_kubectl(), "kustomize", str(NAMESPACED)], capture_output=True,
+                           text=True, timeout=60, check=True).stdout
+    docs = [d for d in yaml.safe_load_all(built) if d]
+    kinds = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    assert ("ClusterRole", "mission-control") not in kinds   # the cluster install's role
+    cluster_rules = [r for d in docs if d["kind"] == "ClusterRole" for r in d["rules"]]
+    reachable = {res for r in cluster_rules for res in r["resources"]}
+    assert reachable == {"namespaces", "customresourcedefinitions",
+                         "validatingwebhookconfigurations"}, reachable
+    assert all("resourceNames" in r or set(r["verbs"]) <= {"get", "list", "watch"}
+               for r in cluster_rules), cluster_rules
+    (operator,) = [d for d in docs if d["kind"] == "Deployment"]
+    assert "--namespace=example-team" in operator["spec"]["template"]["spec"]["containers"][0][
+        "args"]
+    assert {d["metadata"].get("namespace") for d in docs if d["kind"] == "Role"} == {
+        "example-team", SA_NAMESPACE}
+    # The API server accepts all of it (dry run), with the test namespace as the guarded one.
+    manifest = built.replace("example-team", namespace)
+    result = env.kubectl("apply", "--dry-run=server", "-f", "-", input=manifest)
+    assert "deployment.apps/mission-control" in result.stdout, result.stdout

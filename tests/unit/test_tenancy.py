@@ -115,3 +115,12 @@ def test_outside_the_watched_namespaces_the_operator_never_acts() -> None:
         ["team-a", "team-b"], ["team-c", "kube-system"])
     with pytest.raises(tenancy.ProtectedNamespace, match="not watched"):
         tenancy.refuse_protected("team-c", what="read Secret route")
+
+
+def test_the_policy_names_the_protected_namespaces_first_and_counts_the_rest() -> None:
+    from missioncontrol.guard import _not_guarding
+
+    teams = [f"t-{i:02d}" for i in range(12)]
+    message = _not_guarding(["default", *teams, "kube-system"])
+    assert message.startswith("not guarding the namespace(s) kube-system, default, t-00")
+    assert "and 4 more" in message and "t-08" not in message
