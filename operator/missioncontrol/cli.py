@@ -25,7 +25,14 @@ def _run(args: argparse.Namespace) -> int:
                                  service_port=args.webhook_service_port, config_name=name,
                                  secret=args.webhook_secret,
                                  namespaces=tuple(args.namespace))
+    from .tenancy import default_protected, own_namespace
+
+    protected = (default_protected(own_namespace()) if args.protected_namespaces is None
+                 else tuple(n.strip() for n in args.protected_namespaces.split(",")))
     options = Options(
+        protected_namespaces=protected,
+        reference_namespaces=tuple(args.allow_reference_namespace),
+        cluster_policy_namespaces=tuple(args.cluster_policy_namespace),
         namespaces=tuple(args.namespace), dry_run=args.dry_run,
         prometheus_url=args.prometheus_url, kubeconfig=args.kubeconfig,
         liveness_port=args.liveness_port, metrics_port=args.metrics_port, webhook=webhook,
@@ -61,6 +68,17 @@ def parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the operator")
     run.add_argument("-n", "--namespace", action="append", default=[],
                      help="a namespace to watch (repeat); default: all namespaces")
+    run.add_argument("--protected-namespaces", default=None, metavar="NS,NS,...",
+                     help="namespaces never guarded, frozen, patched, scaled, created in or "
+                          "read Secrets from, whatever a policy selects (default: "
+                          "kube-system,kube-public,kube-node-lease and the operator's own; "
+                          "'' for none)")
+    run.add_argument("--allow-reference-namespace", action="append", default=[],
+                     metavar="NS", help="a namespace any policy may refer to besides its own "
+                                        "(replaySample.namespace); repeat")
+    run.add_argument("--cluster-policy-namespace", action="append", default=[], metavar="NS",
+                     help="a namespace whose policies may select namespaces "
+                          "(namespaceSelector); repeat; default: none")
     run.add_argument("--dry-run", action="store_true",
                      help="treat every policy as dryRun: record planned steps, change nothing")
     run.add_argument("--prometheus-url", default=os.environ.get("PROMETHEUS_URL"),

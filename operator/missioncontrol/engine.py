@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from . import comms, metrics, people, podtemplate, recovery
+from . import comms, metrics, people, podtemplate, recovery, tenancy
 from . import incident as inc
 from .actions import EXECUTORS, StepContext, StepResult
 from .actions import freeze as freezing
@@ -194,6 +194,12 @@ class Run:
         kube = self.e.kube
         where = (self.body["metadata"].get("annotations") or {}).get(POLICY_NAMESPACE,
                                                                      self.namespace)
+        if not tenancy.policy_namespace_allowed(self.namespace, where):
+            return (f"the policy namespace {where} this incident names is neither its own "
+                    f"nor a cluster-policy namespace: cannot run its steps")
+        if spec["target"]["namespace"] != self.namespace:
+            return (f"the target {spec['target']['namespace']}/{spec['target']['name']} is "
+                    f"not in the incident's namespace: cannot run its steps")
         runbook_body = await kube.get("Runbook", where, spec["runbook"]["name"])
         policy_body = await kube.get("IncidentPolicy", where, spec["policy"]) \
             if spec.get("policy") else None
@@ -324,6 +330,8 @@ class Run:
                           page=lambda roles, kind, summary: self.page(loaded, roles,
                                                                       Ask(kind, summary)))
         try:
+            # Every step acts on the target's namespace: none runs in a protected one.
+            tenancy.refuse_protected(ctx.target[0], what=f"run step {step.id}")
             result = await asyncio.wait_for(EXECUTORS[step.action](ctx, step),
                                             step.timeout or STEP_TIMEOUT)
         except TimeoutError:
@@ -332,6 +340,9 @@ class Run:
             raise   # neither done nor failed: the step stays Running and runs again
         except ApiException as exc:
             result = StepResult.failed(f"API error {exc.status}: {exc.reason}")
+        except tenancy.ProtectedNamespace as exc:
+            result = StepResult.failed(str(exc), escalate="the target is in a protected "
+                                                          "namespace")
         except Exception as exc:  # noqa: BLE001 - a step's bug must not kill the incident
             log.exception("step %s of %s failed", step.id, self.name)
             result = StepResult.failed(f"{type(exc).__name__}: {exc}")

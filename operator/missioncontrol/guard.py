@@ -12,14 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from . import incident as inc
-from . import metrics, owners, templates
+from . import metrics, owners, templates, tenancy
 from .detect.outcome import Check, Outcome
 from .detect.release import Readings, TargetState, armed, evaluate, next_due, observe
 from .kube import ApiException, Kube
 from .model import Condition, Ownership, Policy, RisesSharply, Runbook, Threshold, effective_runbook
 from .parse import ModelError
 from .records import from_dict, to_dict
-from .signals.kubernetes import Target, read_targets
+from .signals.kubernetes import Target, read_targets, target_namespaces
 from .signals.prometheus import Answer, InFlight, Prometheus
 from .timeutil import Clock
 
@@ -107,6 +107,9 @@ async def resolve(ctx: Context, body: dict) -> Resolved | Readiness:
                              f"runbook {runbook.id} pages {', '.join(missing)}, but "
                              f"ServiceOwnership {ownership.name} names nobody for "
                              f"{'it' if len(missing) == 1 else 'them'}")
+    refused = reach(policy, runbook)
+    if refused is not None:
+        return refused
     return Resolved(policy, runbook, ownership)
 
 
@@ -121,6 +124,14 @@ def _not_ready(body: dict) -> str:
     return ""
 
 
+def reach(policy: Policy, runbook: Runbook) -> Readiness | None:
+    """Ready=False when the policy reaches beyond its namespace (tenancy's rules)."""
+    violations = tenancy.reference_violations(policy, runbook)
+    if not violations:
+        return None
+    return Readiness(False, "CrossNamespaceReference", "; ".join(violations))
+
+
 async def tick(ctx: Context, body: dict) -> TickResult:
     """One pass over the policy's targets. Readiness is judged first, from the cluster's
     answer alone; the PromQL conditions then take the answers Prometheus gave within the time
@@ -132,7 +143,11 @@ async def tick(ctx: Context, body: dict) -> TickResult:
     policy, runbook = resolved.policy, resolved.runbook
     stored = {(t["namespace"], t["name"]): from_dict(TargetState, t)
               for t in (body.get("status") or {}).get("targets") or []}
-    targets = await read_targets(ctx.kube, policy)
+    namespaces, protected = tenancy.split(await target_namespaces(ctx.kube, policy))
+    if protected and not namespaces:
+        return TickResult(Readiness(False, "ProtectedNamespace", _not_guarding(protected)),
+                          {"targetCount": 0, "targets": []}, wait=10.0)
+    targets = await read_targets(ctx.kube, policy, namespaces)
     owner = (policy.namespace, policy.name)
     asked = _ask_prometheus(ctx, owner, runbook, targets, stored, ctx.clock())
     cluster = _only(runbook, lambda c: not _reads_prometheus(c))
@@ -165,10 +180,12 @@ async def tick(ctx: Context, body: dict) -> TickResult:
     wait = min((next_due(idle, s, ctx.clock()) for s in states.values()), default=10.0)
     mode = "dryRun" if policy.dry_run or ctx.force_dry_run else "enforce"
     message = (f"guarding {len(states)} Deployment(s) with {runbook.id} in {mode} mode")
+    if protected:
+        message += f"; {_not_guarding(protected)}"
     status = {"targetCount": len(states),
               "targets": [to_dict(s) for s in sorted(states.values(), key=lambda s: s.key)]}
-    return TickResult(Readiness(True, "Guarding", message), status, opened,
-                      wait=max(0.05, min(wait, 10.0)))
+    return TickResult(Readiness(True, "GuardingExceptProtected" if protected else "Guarding",
+                                message), status, opened, wait=max(0.05, min(wait, 10.0)))
 
 
 @dataclass
@@ -211,6 +228,16 @@ def _reads_prometheus(condition: Condition) -> bool:
 def _only(runbook: Runbook, keep: Callable[[Condition], bool]) -> Runbook:
     conditions = tuple(c for c in runbook.trigger.conditions if keep(c))
     return replace(runbook, trigger=replace(runbook.trigger, conditions=conditions))
+
+
+def _not_guarding(protected: list[str]) -> str:
+    # A large cluster has many: name a few, protected ones first, and count the rest (a
+    # condition message is bounded).
+    protected = sorted(protected, key=lambda n: n not in tenancy.RULES.protected)
+    names = ", ".join(protected[:10]) + (f" and {len(protected) - 10} more"
+                                         if len(protected) > 10 else "")
+    return (f"not guarding the namespace(s) {names} it selects: protected or not watched "
+            f"(the operator never acts there)")
 
 
 async def _follow_incident(ctx: Context, state: TargetState) -> TargetState:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import kopf
 from prometheus_client import start_http_server
 
-from . import guard, metrics, timeutil
+from . import guard, metrics, tenancy, timeutil
 from .engine import Engine
 from .kube import Kube, load_client
 from .signals.prometheus import Prometheus
@@ -34,6 +34,9 @@ class Options:
     standalone: bool = True
     priority: int = 0
     peering_name: str = "mission-control"
+    protected_namespaces: tuple[str, ...] = tenancy.SYSTEM_NAMESPACES
+    reference_namespaces: tuple[str, ...] = ()
+    cluster_policy_namespaces: tuple[str, ...] = ()
 
 
 def register() -> None:
@@ -64,6 +67,13 @@ def run(options: Options, *, verbose: bool = False) -> int:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     register()
+    rules = tenancy.configure(protected=options.protected_namespaces,
+                              reference_namespaces=options.reference_namespaces,
+                              cluster_policy_namespaces=options.cluster_policy_namespaces,
+                              watched=options.namespaces)
+    log.info("protected namespaces: %s; cluster-policy namespaces: %s",
+             ", ".join(sorted(rules.protected)) or "none",
+             ", ".join(sorted(rules.cluster_policy_namespaces)) or "none")
     if options.metrics_port:
         start_http_server(options.metrics_port, addr="0.0.0.0")
         log.info("metrics on :%d/metrics", options.metrics_port)

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 
-from . import metrics
+from . import metrics, tenancy
 from .incident import Page
 from .kube import ApiException, Kube
 from .model import Ownership, Route
@@ -54,6 +54,7 @@ class Brief:
 
 
 async def secret_value(kube: Kube, namespace: str, route: Route) -> str | None:
+    tenancy.refuse_protected(namespace, what=f"read Secret {route.secret.name}")
     try:
         # Through an outage: a page is not a failed delivery because its route could not
         # be read yet (that would wait RETRY_AFTER).

@@ -48,7 +48,7 @@ def _as_operator(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess:
 def rbac(env, crds) -> None:
     """deploy/namespace.yaml and deploy/rbac.yaml applied as shipped (idempotent: a second
     run in the same cluster re-applies them)."""
-    env.kubectl("apply", "-f", str(DEPLOY / "namespace.yaml"))
+    env.kubectl("apply", "-f", str(DEPLOY / "base" / "namespace.yaml"))
     env.kubectl("apply", "-f", str(DEPLOY / "rbac.yaml"))
     core = client.CoreV1Api(env.api)
     wait_for(lambda: core.read_namespaced_service_account(SA_NAME, SA_NAMESPACE), timeout=30,
@@ -57,6 +57,10 @@ def rbac(env, crds) -> None:
 
 @pytest.fixture
 def sa_kubeconfig(env, rbac, tmp_path) -> Path:
+    return make_sa_kubeconfig(env, tmp_path)
+
+
+def make_sa_kubeconfig(env, tmp_path: Path) -> Path:
     """A kubeconfig for the ServiceAccount: the test cluster's server and CA, and a token
     minted with the TokenRequest API."""
     core = client.CoreV1Api(env.api)
@@ -82,8 +86,13 @@ def sa_kubeconfig(env, rbac, tmp_path) -> Path:
 
 @pytest.fixture
 def operator_as_sa(env, namespace, sa_kubeconfig, tmp_path):
+    yield from sa_operator(env, namespace, sa_kubeconfig, tmp_path)
+
+
+def sa_operator(env, namespace: str, kubeconfig: Path, tmp_path: Path):
     """Start `missionctl run` with the ServiceAccount's kubeconfig, under the webhook
-    configuration name of the real install (so the resourceNames rule is what is tested)."""
+    configuration name of the real install (so the resourceNames rule is what is tested),
+    with that configuration shipped empty as the install does (the role cannot create it)."""
     admission = client.AdmissionregistrationV1Api(env.api)
 
     def delete_config() -> None:
@@ -100,12 +109,13 @@ def operator_as_sa(env, namespace, sa_kubeconfig, tmp_path):
             if exc.status != 404:
                 raise
 
-    delete_config()   # a leftover would let the operator get by without "create"
+    delete_config()   # a leftover filled in by an earlier run: start from the shipped one
+    env.kubectl("apply", "-f", str(DEPLOY / "base" / "webhook.yaml"))
     delete_secret()
     started: list[OperatorProcess] = []
 
     def start() -> OperatorProcess:
-        op = OperatorProcess(sa_kubeconfig, namespace, tmp_path / "operator-sa.log",
+        op = OperatorProcess(kubeconfig, namespace, tmp_path / "operator-sa.log",
                              prometheus_url=env.prometheus_url,
                              extra=("--instance", "",   # last --instance wins
                                     "--webhook-secret", f"{SA_NAMESPACE}/{WEBHOOK_SECRET}"),
@@ -151,7 +161,6 @@ def test_the_service_account_can_do_only_what_the_operator_needs(env, rbac, name
         ("patch", "incidents.missioncontrol.dev/status", ns),
         ("watch", "incidentpolicies.missioncontrol.dev"),
         ("patch", "serviceownerships.missioncontrol.dev/status", ns),
-        ("create", "validatingwebhookconfigurations.admissionregistration.k8s.io"),
         ("update", "validatingwebhookconfigurations.admissionregistration.k8s.io", None,
          WEBHOOK_CONFIG),
         ("watch", "customresourcedefinitions.apiextensions.k8s.io"),
@@ -169,6 +178,7 @@ def test_the_service_account_can_do_only_what_the_operator_needs(env, rbac, name
         ("delete", "namespaces", None, ns), ("patch", "events.events.k8s.io", ns),
         ("patch", "events", ns), ("update", "configmaps", ns), ("create", "configmaps", ns),
         ("delete", "jobs.batch", ns),
+        ("create", "validatingwebhookconfigurations.admissionregistration.k8s.io"),
         ("update", "validatingwebhookconfigurations.admissionregistration.k8s.io", None,
          "someone-elses-policy"),
         ("get", "validatingwebhookconfigurations.admissionregistration.k8s.io", None,
@@ -203,8 +213,14 @@ def test_the_service_account_can_do_only_what_the_operator_needs(env, rbac, name
 
 def test_readiness_path_runs_with_the_shipped_rbac(env, rb001, cluster, receiver,
                                                   operator_as_sa, namespace):
+    readiness_path(env, rb001, cluster, operator_as_sa, namespace)
+
+
+def readiness_path(env, rb001, cluster, start, namespace: str) -> None:
+    """RB-001 from release to Resolved with the operator as the ServiceAccount, and not one
+    refusal in its log."""
     cluster.create(rb001_policy())
-    op = operator_as_sa()
+    op = start()
     rb001.healthy_checkout()
 
     cluster.release("checkout", image="shop/checkout:2.0", ready=False)
@@ -229,7 +245,7 @@ def test_readiness_path_runs_with_the_shipped_rbac(env, rb001, cluster, receiver
     assert any(c["type"] == "Ready" and c["status"] == "True"
                for c in (runbook.get("status") or {}).get("conditions") or [])
 
-    # The operator created its webhook configuration itself (get, create), trusting the CA
+    # The operator filled in its webhook configuration itself (get, update), trusting the CA
     # it keeps in the shared Secret (create, in its own namespace only).
     admission = client.AdmissionregistrationV1Api(env.api)
     config = admission.read_validating_webhook_configuration(WEBHOOK_CONFIG)
@@ -250,10 +266,12 @@ def test_readiness_path_runs_with_the_shipped_rbac(env, rb001, cluster, receiver
 def test_the_install_manifests_pass_server_side_validation(env, rbac):
     """namespace, RBAC, the operator's Deployment and Service: accepted by the API server
     (dry run), and the pod meets the namespace's "restricted" Pod Security level."""
-    files = [DEPLOY / name for name in ("namespace.yaml", "rbac.yaml", "operator.yaml")]
+    files = [DEPLOY / "base" / "namespace.yaml", DEPLOY / "rbac.yaml",
+             DEPLOY / "base" / "operator.yaml", DEPLOY / "base" / "webhook.yaml"]
     result = env.kubectl("apply", "--dry-run=server", *(f"--filename={f}" for f in files))
     assert "deployment.apps/mission-control" in result.stdout, result.stdout
     assert "PodSecurity" not in result.stderr, result.stderr
     kustomization = yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())
-    assert set(kustomization["resources"]) == {"../crds", "namespace.yaml", "rbac.yaml",
-                                               "operator.yaml"}
+    assert set(kustomization["resources"]) == {"../crds", "base", "rbac.yaml"}
+    base = yaml.safe_load((DEPLOY / "base" / "kustomization.yaml").read_text())
+    assert set(base["resources"]) == {"namespace.yaml", "webhook.yaml", "operator.yaml"}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .. import podtemplate
+from .. import podtemplate, tenancy
 from ..incident import Change, Freeze
 from ..kube import ApiException, Kube
 from ..model import FreezeDeployments, Step
@@ -81,6 +81,9 @@ async def _frozen_by_others(kube: Kube, namespace: str, incident: str) -> set[st
 
 async def _label(kube: Kube, obj: str, labels: dict, annotations: dict) -> None:
     kind, *rest = obj.split("/")
+    # Labelling kube-system frozen would block the cluster's own rollouts: never, not even
+    # to lift (a protected object never got the label from us).
+    tenancy.refuse_protected(rest[0], what=f"label {obj}")
     patch = {"metadata": {"labels": labels, "annotations": annotations}}
     try:
         if kind == "Namespace":

@@ -3,6 +3,7 @@ once however often the step runs)."""
 
 from __future__ import annotations
 
+from .. import tenancy
 from ..incident import Change
 from ..kube import ApiException
 from ..model import ReplaySample, Step
@@ -23,6 +24,7 @@ async def replay_sample(ctx: StepContext, step: Step) -> StepResult:
                "spec": {"restartPolicy": "Never", "containers": [container]}}}}
     change = Change("Job", job_name, "created", None, f"replay of {params.sample} events",
                     params.namespace)
+    tenancy.refuse_protected(params.namespace, what=f"create Job {job_name}")
     if ctx.dry_run:
         return StepResult.planned(f"would start Job {params.namespace}/{job_name}",
                                   changes=(change,))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import kopf
 
-from .. import GROUP, VERSION, conditions, templates
+from .. import GROUP, VERSION, conditions, templates, tenancy
 from ..model import Ownership, Runbook
 from ..parse import ModelError
 from ..records import from_dict, to_dict
@@ -66,6 +66,12 @@ async def check_ownership(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo,
         ownership = Ownership.parse(dict(body))
     except ModelError as exc:
         _ready(body, patch, False, "InvalidSpec", str(exc), now)
+        return
+    if tenancy.is_protected(ownership.namespace):
+        # Its route Secrets are never read there, so it cannot page anyone.
+        _ready(body, patch, False, "ProtectedNamespace",
+               f"the operator reads no Secrets in the protected namespace "
+               f"{ownership.namespace}", now)
         return
     missing = []
     for role, contacts in ownership.roles:

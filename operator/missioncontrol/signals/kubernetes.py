@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .. import timeutil
+from .. import tenancy, timeutil
 from ..detect.release import DeploymentReading
 from ..detect.signals import PodReading, ProbeEvents, ReleaseReading
 from ..kube import Kube
@@ -28,6 +28,8 @@ class Target:
 
 
 async def target_namespaces(kube: Kube, policy: Policy) -> list[str]:
+    """Every namespace the policy selects, protected ones included (read_targets drops
+    those; the guard reports them)."""
     if policy.namespace_selector is None:
         return [policy.namespace]
     listing = await kube.json(kube.core.list_namespace,
@@ -35,9 +37,14 @@ async def target_namespaces(kube: Kube, policy: Policy) -> list[str]:
     return sorted(ns["metadata"]["name"] for ns in listing["items"])
 
 
-async def read_targets(kube: Kube, policy: Policy) -> list[Target]:
+async def read_targets(kube: Kube, policy: Policy,
+                       namespaces: list[str] | None = None) -> list[Target]:
+    """The policy's Deployments in `namespaces` (default: all it selects), never in a
+    protected namespace, whoever passed the list."""
+    if namespaces is None:
+        namespaces = await target_namespaces(kube, policy)
     targets: list[Target] = []
-    for namespace in await target_namespaces(kube, policy):
+    for namespace in tenancy.split(namespaces)[0]:
         deployments = (await kube.json(kube.apps.list_namespaced_deployment, namespace,
                                        label_selector=policy.selector.to_query()))["items"]
         if not deployments:
