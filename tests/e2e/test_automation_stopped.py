@@ -83,9 +83,16 @@ def assert_handed_to_people(cluster: Cluster, receiver, env, name: str, *, reaso
         wait_for(lambda r=role: _stopped_pages(receiver, r), timeout=30,
                  what=f"the automation-stopped page to {role}")
     paged_at = time.monotonic()
-    pages = [p for p in cluster.get("Incident", name)["status"]["pages"]
-             if p.get("about") == "automation-stopped"]
-    assert {(p["role"], p["outcome"]) for p in pages} == {
+
+    # The receiver has them; the status records the outcome right after (a read in between
+    # still sees "sending").
+    def recorded() -> set:
+        pages = [p for p in cluster.get("Incident", name)["status"]["pages"]
+                 if p.get("about") == "automation-stopped"]
+        outcomes = {(p["role"], p["outcome"]) for p in pages}
+        return outcomes if all(o != "sending" for _, o in outcomes) else set()
+
+    assert wait_for(recorded, timeout=30, what="the automation-stopped pages recorded") == {
         ("release-owner", "delivered"), ("oncall-backend", "delivered")}
     (page,) = _stopped_pages(receiver, "release-owner")
     assert names in page.json["summary"] and page.json["incident"]["name"] == name
