@@ -84,6 +84,7 @@ def test_objects_the_schema_accepts_but_cannot_work_are_reported(crds, cluster,
     # A runbook whose query uses a variable the operator does not know.
     bad = catalogue("rb-001")
     bad["metadata"]["name"] = "rb-001-typo"
+    bad["spec"]["id"] = "RB-901"   # its own id: a second RB-001 would be reported as such
     bad["spec"]["trigger"]["anyOf"][1]["threshold"]["query"] = 'up{job="{{ .service }}"}'
     cluster.create(bad)
     condition = wait_ready(cluster, "Runbook", "rb-001-typo", "False", "InvalidTemplate")

@@ -1,74 +1,167 @@
-"""Runbook and ServiceOwnership: parse them when they change, report a Ready condition
-that says what is wrong, and an event when it changes."""
+"""Runbook and ServiceOwnership: judge them when they change, report a Ready condition that
+says what is wrong, and an event when it changes.
+
+Some problems involve two objects (two Runbooks with one catalogue id, two ServiceOwnerships
+for one service), so a change judges every object it may affect in the namespace: both
+report the conflict, and both are Ready again once it is gone."""
 
 from __future__ import annotations
 
 import kopf
 
-from .. import GROUP, VERSION, conditions, templates
-from ..model import Ownership, Runbook
+from .. import GROUP, VERSION, conditions, references, templates
+from ..kube import ApiException, Kube
+from ..model import Ownership, ReplaySample, Runbook
 from ..parse import ModelError
 from ..records import from_dict, to_dict
+from ..timeutil import Clock
 
 
-def _ready(body: kopf.Body, patch: kopf.Patch, ok: bool, reason: str, message: str,
-           now: float) -> None:
+async def _ready(kube: Kube, body: dict, ok: bool, reason: str, message: str,
+                 now: float) -> None:
+    """Write the Ready condition if it changed (and post the change as an event)."""
+    meta = body["metadata"]
     before = tuple(from_dict(conditions.Condition, c)
                    for c in (body.get("status") or {}).get("conditions") or [])
-    after = conditions.put(before, now, "Ready", ok, reason, message,
-                           body.metadata.get("generation"))
-    if after != before:
-        patch.status["conditions"] = [to_dict(c) for c in after]
-        patch.status["observedGeneration"] = body.metadata.get("generation")
-        kopf.event(body, type="Normal" if ok else "Warning", reason=reason, message=message)
+    after = conditions.put(before, now, "Ready", ok, reason, message, meta.get("generation"))
+    if after == before:
+        return
+    try:
+        await kube.patch_status(body["kind"], meta["namespace"], meta["name"], {
+            "conditions": [to_dict(c) for c in after],
+            "observedGeneration": meta.get("generation")})
+    except ApiException as exc:
+        if exc.status == 404:
+            return   # deleted meanwhile: nothing to report on
+        raise
+    kopf.event(body, type="Normal" if ok else "Warning", reason=reason, message=message)
+
+
+def _others(bodies: list[dict], body: dict) -> list[str]:
+    return sorted(b["metadata"]["name"] for b in bodies
+                  if b["metadata"]["name"] != body["metadata"]["name"])
+
+
+# -- Runbooks ---------------------------------------------------------------------------------
+async def judge_runbook(kube: Kube, body: dict, same_id: list[dict]) -> tuple[bool, str, str]:
+    try:
+        runbook = Runbook.parse(body)
+    except ModelError as exc:
+        return False, "InvalidSpec", str(exc)
+    problem = templates.first_problem(runbook.templated())
+    if problem:
+        return False, "InvalidTemplate", problem
+    for where, ref in runbook.secret_refs():
+        problem = await references.secret_problem(kube, runbook.namespace, ref)
+        if problem:
+            return False, "SecretMissing", f"{where}: {problem}"
+    for step in runbook.steps:
+        if isinstance(step.params, ReplaySample):
+            problem = await references.namespace_problem(kube, step.params.namespace)
+            if problem:
+                return False, "NamespaceNotFound", f"step {step.id} replays into {problem}"
+    others = _others(same_id, body)
+    if others:
+        return False, "DuplicateId", (
+            f"{runbook.id} is also the id of Runbook {', '.join(others)} in {runbook.namespace}: "
+            f"catalogue ids are unique, so which one an incident runs would be a guess. Give "
+            f"one of them another spec.id")
+    return True, "Valid", (
+        f"{runbook.id}: {len(runbook.trigger.conditions)} trigger condition(s), "
+        f"{len(runbook.steps)} step(s), recovery SLO {runbook.recovery.slo / 60:g}m")
+
+
+def _runbook_id(body: dict | None) -> str | None:
+    return ((body or {}).get("spec") or {}).get("id")
+
+
+async def settle_runbooks(kube: Kube, clock: Clock, namespace: str, ids: set[str | None],
+                          name: str | None = None) -> None:
+    """Judge runbook `name` and every runbook of the namespace with one of `ids`."""
+    bodies = await kube.list("Runbook", namespace)
+    for body in bodies:
+        if body["metadata"]["name"] != name and _runbook_id(body) not in ids:
+            continue
+        same = [b for b in bodies if _runbook_id(b) == _runbook_id(body)]
+        ok, reason, message = await judge_runbook(kube, body, same)
+        await _ready(kube, body, ok, reason, message, clock())
 
 
 @kopf.on.resume(GROUP, VERSION, "runbooks")
 @kopf.on.create(GROUP, VERSION, "runbooks")
 @kopf.on.update(GROUP, VERSION, "runbooks", field="spec")
-def check_runbook(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: object) -> None:
+async def check_runbook(body: kopf.Body, old: dict | None, memo: kopf.Memo,
+                        **_: object) -> None:
+    ids = {_runbook_id(dict(body)), (old or {}).get("id")}   # `old` is the old spec
+    await settle_runbooks(memo.kube, memo.guard.clock, body.metadata.namespace, ids,
+                          body.metadata.name)
+
+
+@kopf.on.delete(GROUP, VERSION, "runbooks", optional=True)
+async def runbook_gone(body: kopf.Body, memo: kopf.Memo, **_: object) -> None:
+    """The runbook it clashed with may be unique now."""
+    await settle_runbooks(memo.kube, memo.guard.clock, body.metadata.namespace,
+                          {_runbook_id(dict(body))})
+
+
+# -- ServiceOwnerships ------------------------------------------------------------------------
+async def judge_ownership(kube: Kube, body: dict, same_service: list[dict]
+                          ) -> tuple[bool, str, str]:
     try:
-        runbook = Runbook.parse(dict(body))
+        ownership = Ownership.parse(body)
     except ModelError as exc:
-        _ready(body, patch, False, "InvalidSpec", str(exc), memo.guard.clock())
-        return
-    for condition in runbook.trigger.conditions:
-        bad = templates.unknown_variables(getattr(condition.detector, "query", ""))
-        if bad:
-            _ready(body, patch, False, "InvalidTemplate",
-                   f"condition {condition.name} uses unknown variables {bad}", memo.guard.clock())
-            return
-    _ready(body, patch, True, "Valid",
-           f"{runbook.id}: {len(runbook.trigger.conditions)} trigger condition(s), "
-           f"{len(runbook.steps)} step(s), recovery SLO {runbook.recovery.slo / 60:g}m",
-           memo.guard.clock())
+        return False, "InvalidSpec", str(exc)
+    missing, invalid = [], []
+    for role, contacts in ownership.roles:
+        for contact in contacts:
+            value, problem = await references.secret_value(kube, ownership.namespace,
+                                                           contact.route.secret)
+            if problem:
+                missing.append(f"{role}/{contact.name}: {problem}")
+                continue
+            problem = references.value_problem(contact.route, value or "")
+            if problem:
+                invalid.append(f"{role}/{contact.name}: {problem}")
+    if missing:
+        return False, "SecretMissing", "routes without their Secret: " + "; ".join(missing)
+    if invalid:
+        return False, "RouteInvalid", "routes that cannot deliver: " + "; ".join(invalid)
+    others = _others(same_service, body)
+    if others:
+        return False, "DuplicateService", (
+            f"service {ownership.service} is also mapped by ServiceOwnership "
+            f"{', '.join(others)} in {ownership.namespace}: who is paged would be a guess. "
+            f"Keep one map per service (merge the roles into one)")
+    return True, "Resolved", (
+        f"service {ownership.service}: {len(ownership.roles)} role(s) with contacts")
+
+
+def _service(body: dict | None) -> str | None:
+    return ((body or {}).get("spec") or {}).get("service")
+
+
+async def settle_ownerships(kube: Kube, clock: Clock, namespace: str,
+                            services: set[str | None], name: str | None = None) -> None:
+    bodies = await kube.list("ServiceOwnership", namespace)
+    for body in bodies:
+        if body["metadata"]["name"] != name and _service(body) not in services:
+            continue
+        same = [b for b in bodies if _service(b) == _service(body)]
+        ok, reason, message = await judge_ownership(kube, body, same)
+        await _ready(kube, body, ok, reason, message, clock())
 
 
 @kopf.on.resume(GROUP, VERSION, "serviceownerships")
 @kopf.on.create(GROUP, VERSION, "serviceownerships")
 @kopf.on.update(GROUP, VERSION, "serviceownerships", field="spec")
-async def check_ownership(body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo,
+async def check_ownership(body: kopf.Body, old: dict | None, memo: kopf.Memo,
                           **_: object) -> None:
-    now = memo.guard.clock()
-    try:
-        ownership = Ownership.parse(dict(body))
-    except ModelError as exc:
-        _ready(body, patch, False, "InvalidSpec", str(exc), now)
-        return
-    missing = []
-    for role, contacts in ownership.roles:
-        for contact in contacts:
-            secret = contact.route.secret
-            try:
-                data = await memo.kube.json(memo.kube.core.read_namespaced_secret, secret.name,
-                                            ownership.namespace)
-            except Exception:  # noqa: BLE001 - missing or unreadable: both are "missing"
-                data = {}
-            if secret.key not in (data.get("data") or {}):
-                missing.append(f"{role}/{contact.name}: Secret {secret.name} key {secret.key}")
-    if missing:
-        _ready(body, patch, False, "SecretMissing",
-               "routes without their Secret: " + "; ".join(missing), now)
-    else:
-        _ready(body, patch, True, "Resolved",
-               f"service {ownership.service}: {len(ownership.roles)} role(s) with contacts", now)
+    services = {_service(dict(body)), (old or {}).get("service")}
+    await settle_ownerships(memo.kube, memo.guard.clock, body.metadata.namespace, services,
+                            body.metadata.name)
+
+
+@kopf.on.delete(GROUP, VERSION, "serviceownerships", optional=True)
+async def ownership_gone(body: kopf.Body, memo: kopf.Memo, **_: object) -> None:
+    await settle_ownerships(memo.kube, memo.guard.clock, body.metadata.namespace,
+                            {_service(dict(body))})
