@@ -50,6 +50,8 @@ def rbac(env, crds) -> None:
     run in the same cluster re-applies them)."""
     env.kubectl("apply", "-f", str(DEPLOY / "namespace.yaml"))
     env.kubectl("apply", "-f", str(DEPLOY / "rbac.yaml"))
+    # Incident status is the operator's alone: the RB-001 run below writes it through this.
+    env.kubectl("apply", "-f", str(DEPLOY / "incident-admission.yaml"))
     core = client.CoreV1Api(env.api)
     wait_for(lambda: core.read_namespaced_service_account(SA_NAME, SA_NAMESPACE), timeout=30,
              what="the mission-control ServiceAccount")
@@ -149,6 +151,7 @@ def test_the_service_account_can_do_only_what_the_operator_needs(env, rbac, name
         ("patch", "namespaces", None, ns),
         ("create", "incidents.missioncontrol.dev", ns),
         ("patch", "incidents.missioncontrol.dev/status", ns),
+        ("operate", "incidents.missioncontrol.dev/status", ns),
         ("watch", "incidentpolicies.missioncontrol.dev"),
         ("patch", "serviceownerships.missioncontrol.dev/status", ns),
         ("create", "validatingwebhookconfigurations.admissionregistration.k8s.io"),
