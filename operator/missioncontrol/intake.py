@@ -79,10 +79,15 @@ def judge(facts: Facts) -> Verdict:
         return Verdict(False, "RunbookMismatch",
                        f"spec.runbook.id is {ref.get('id')} but Runbook {ref.get('name')} is "
                        f"{runbook.id}: declare the incident again with matching name and id")
-    if spec.get("policy") and facts.policy is None:
+    if not spec.get("policy"):
+        return Verdict(False, "PolicyRequired",
+                       "spec.policy is not set: name the IncidentPolicy whose ownership map, "
+                       "routes and limits this incident uses (who is paged, where the channel "
+                       "opens), and declare the incident again")
+    if facts.policy is None:
         return Verdict(False, "PolicyNotFound",
                        f"IncidentPolicy {spec['policy']} does not exist in {namespace}: "
-                       f"declare the incident again without spec.policy, or with an existing one")
+                       f"declare the incident again with an existing one")
     if facts.deployment is None:
         return Verdict(False, "TargetNotFound",
                        f"Deployment {where} does not exist: declare the incident again for an "

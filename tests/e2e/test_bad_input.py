@@ -220,6 +220,7 @@ def declared(name: str, cluster, *, target: str = "checkout", namespace: str | N
     return {"apiVersion": f"{GROUP}/v1alpha1", "kind": "Incident", "metadata": {"name": name},
             "spec": {"runbook": {"name": runbook, "id": "RB-001"}, "severity": "SEV1",
                      "owner": "ada", "summary": "checkout returns 503s", "mode": "enforce",
+                     "policy": "checkout-guard",
                      "target": {"kind": "Deployment", "namespace": namespace or cluster.namespace,
                                 "name": target}, **spec}}
 
@@ -231,7 +232,7 @@ def test_a_declared_incident_is_run_and_one_it_cannot_run_is_rejected(rb001, clu
     rb001.healthy_checkout()
     ns = cluster.namespace
 
-    cluster.create(declared("declared", cluster, policy="checkout-guard"))
+    cluster.create(declared("declared", cluster))
     condition = wait_ready(cluster, "Incident", "declared", "True", "Accepted")
     assert condition["message"] == (f"declared by hand: RB-001 for Deployment {ns}/checkout "
                                     f"in enforce mode")
@@ -294,7 +295,7 @@ def test_a_hand_edit_of_an_incidents_status_is_refused_naming_who(
     op = rb001.start_operator()
     cluster.create(rb001_policy(stable_for="10m", slo="30m"))   # it stays open meanwhile
     rb001.healthy_checkout()
-    cluster.create(declared("declared", cluster, policy="checkout-guard"))
+    cluster.create(declared("declared", cluster))
     body = wait_for(lambda: (b := cluster.get("Incident", "declared")).get("status", {}).get(
         "freeze", {}).get("active") and b, timeout=60, what="the incident to freeze deploys")
 

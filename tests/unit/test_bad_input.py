@@ -147,9 +147,9 @@ def test_a_route_value_must_suit_its_type(kind: str, value: str, problem: str | 
 # -- hand-made incidents -----------------------------------------------------------------------
 def facts(**changes: object) -> intake.Facts:
     spec = {"runbook": {"name": "rb-001", "id": "RB-001"}, "severity": "SEV1", "owner": "ada",
-            "summary": "checkout is down", "mode": "enforce",
+            "summary": "checkout is down", "mode": "enforce", "policy": "checkout-guard",
             "target": {"kind": "Deployment", "namespace": "shop", "name": "checkout"}}
-    base = {"namespace": "shop", "spec": spec, "runbook": rb001(), "policy": None,
+    base = {"namespace": "shop", "spec": spec, "runbook": rb001(), "policy": policy(),
             "deployment": {"metadata": {"name": "checkout", "annotations": {
                 "deployment.kubernetes.io/revision": "4",
                 "missioncontrol.dev/last-healthy-revision": "3 (checkout-abc)"}}}}
@@ -189,7 +189,8 @@ def spec_with(**changes: object) -> dict:
      "ProtectedNamespace", "kube-system belongs to the cluster itself"),
     ({"spec": spec_with(runbook={"name": "rb-001", "id": "RB-002"})}, "RunbookMismatch",
      "spec.runbook.id is RB-002 but Runbook rb-001 is RB-001"),
-    ({"spec": spec_with(policy="nope")}, "PolicyNotFound", "IncidentPolicy nope does not exist"),
+    ({"policy": None}, "PolicyNotFound", "IncidentPolicy checkout-guard does not exist"),
+    ({"spec": spec_with(policy=None)}, "PolicyRequired", "spec.policy is not set"),
 ])
 def test_a_declared_incident_that_cannot_run_is_rejected_and_says_why(
         changes: dict, reason: str, says: str) -> None:
