@@ -297,7 +297,7 @@ BAD = [
         "(10m) must not exceed adaptiveBackoff.max (5m)"),
     # durations: at least 1s (gracePeriod 0s), at most a sane bound (docs/api.md "Durations")
     *(Bad(f"duration-{name}", "Runbook", {path: value},
-          f"{path_text}: Invalid value: \"string\": '{value}' is out of range: use a duration "
+          f"{path_text}: Invalid value: \"{value}\": '{value}' is out of range: use a duration "
           f"from 1s to {top}")
       for name, path, path_text, value, top in (
           ("zero-readiness-interval", f"{TRIGGER}.0.readiness.interval",
@@ -331,14 +331,14 @@ BAD = [
         "body should match"),
     # ---- IncidentPolicy
     Bad("zero-cadence", "IncidentPolicy", {"spec.stakeholderUpdates.cadence.SEV2": "0s"},
-        "spec.stakeholderUpdates.cadence.SEV2: Invalid value: \"string\": '0s' is out of range: "
+        "spec.stakeholderUpdates.cadence.SEV2: Invalid value: \"0s\": '0s' is out of range: "
         "use a duration from 1s to 24h"),
     Bad("zero-override-interval", "IncidentPolicy", {"spec.overrides.conditions.0.interval": "0s"},
-        "spec.overrides.conditions[0].interval: Invalid value: \"string\": '0s' is out of range: "
+        "spec.overrides.conditions[0].interval: Invalid value: \"0s\": '0s' is out of range: "
         "use a duration from 1s to 1h"),
     Bad("selector-bad-key", "IncidentPolicy",
         {"spec.targets.selector.matchLabels": {"bad key!": "checkout"}},
-        "spec.targets.selector.matchLabels: Invalid value: \"object\": 'bad key!' is not a label "
+        "spec.targets.selector.matchLabels: Invalid value: 'bad key!' is not a label "
         "key: an optional DNS prefix and '/', then up to 63 letters, digits, '-', '_' or '.', "
         "starting and ending with a letter or digit"),
     Bad("selector-value-with-space", "IncidentPolicy",
@@ -473,23 +473,23 @@ def test_the_bad_cases_are_many_and_distinct():
 
 IMMUTABLE = [
     ("target-name", {"target": {"kind": "Deployment", "namespace": "shop", "name": "payments"}},
-     "spec.target: Invalid value: \"object\": spec.target cannot change: an incident is about "
+     "spec.target: Invalid value: spec.target cannot change: an incident is about "
      "one workload and its freeze, rollback and pages were for it. Close this incident "
      "(spec.close with action items) or delete it, and open a new one for the other target"),
     ("target-namespace", {"target": {"kind": "Deployment", "namespace": "bank",
                                      "name": "checkout"}},
-     "spec.target: Invalid value: \"object\": spec.target cannot change"),
+     "spec.target: Invalid value: spec.target cannot change"),
     ("runbook", {"runbook": {"name": "rb-002", "id": "RB-002"}},
-     "spec.runbook: Invalid value: \"object\": spec.runbook cannot change: its steps already ran "
+     "spec.runbook: Invalid value: spec.runbook cannot change: its steps already ran "
      "for this incident. Close this incident and open a new one with the other runbook; to "
      "change how serious it is, patch spec.severity"),
     ("policy", {"policy": "other-policy"},
-     "spec.policy: Invalid value: \"string\": spec.policy cannot change: the incident runs with "
+     "spec.policy: Invalid value: spec.policy cannot change: the incident runs with "
      "the policy that opened it"),
     ("policy-removed", {"policy": None},
-     "spec.policy: Invalid value: \"string\": spec.policy cannot change"),
+     "spec.policy: Invalid value: spec.policy cannot change"),
     ("mode", {"mode": "dryRun"},
-     "spec.mode: Invalid value: \"string\": spec.mode cannot change: the steps already ran (or "
+     "spec.mode: Invalid value: spec.mode cannot change: the steps already ran (or "
      "were planned) in this mode"),
 ]
 
