@@ -19,9 +19,11 @@ from e2e.conftest import (
     events_for,
     ownership,
     rb001_policy,
+    ready,
     secret,
     wait_ready,
 )
+from harness import objects
 from harness.crds import install as install_crds
 from harness.procs import wait_for
 
@@ -120,9 +122,9 @@ def test_dangling_references_and_unusable_values_are_reported(crds, cluster, rec
                                     f"{cluster.namespace}/updates does not exist")
     wait_event(cluster, "checkout-guard", "SecretMissing")
     cluster.create(secret("updates", other="x"))
-    condition = wait_ready(cluster, "IncidentPolicy", "checkout-guard", "False",
-                           "SecretMissing")
-    assert condition["message"].endswith("has no key 'url'")
+    wait_for(lambda: ready(cluster, "IncidentPolicy", "checkout-guard")["message"] == (
+        f"spec.stakeholderUpdates.route: Secret {cluster.namespace}/updates has no key 'url'"),
+        timeout=30, what="the missing key reported")
     cluster.core.patch_namespaced_secret("updates", cluster.namespace,
                                          {"stringData": {"url": "not a url"}})
     condition = wait_ready(cluster, "IncidentPolicy", "checkout-guard", "False",
@@ -293,9 +295,10 @@ def test_a_hand_edit_of_an_incidents_status_is_refused_naming_who(
         "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
                       "name": "mallory"}]})
     op = rb001.start_operator()
-    cluster.create(rb001_policy(stable_for="10m", slo="30m"))   # it stays open meanwhile
-    rb001.healthy_checkout()
-    cluster.create(declared("declared", cluster))
+    cluster.create(rb001_policy())
+    # A Deployment that never becomes ready: the incident declared for it stays open.
+    cluster.create(objects.deployment("payments", image="shop/payments:1.0", ready=False))
+    cluster.create(declared("declared", cluster, target="payments"))
     body = wait_for(lambda: (b := cluster.get("Incident", "declared")).get("status", {}).get(
         "freeze", {}).get("active") and b, timeout=60, what="the incident to freeze deploys")
 

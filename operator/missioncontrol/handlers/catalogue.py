@@ -97,11 +97,13 @@ async def check_runbook(body: kopf.Body, old: dict | None, memo: kopf.Memo,
                           body.metadata.name)
 
 
-@kopf.on.delete(GROUP, VERSION, "runbooks", optional=True)
-async def runbook_gone(body: kopf.Body, memo: kopf.Memo, **_: object) -> None:
-    """The runbook it clashed with may be unique now."""
-    await settle_runbooks(memo.kube, memo.guard.clock, body.metadata.namespace,
-                          {_runbook_id(dict(body))})
+# A raw watch event, not on.delete: that would need a finalizer on every Runbook.
+@kopf.on.event(GROUP, VERSION, "runbooks")
+async def runbook_gone(type: str, body: kopf.Body, memo: kopf.Memo, **_: object) -> None:
+    """The runbooks it clashed with may be unique now."""
+    if type == "DELETED":
+        await settle_runbooks(memo.kube, memo.guard.clock, body.metadata.namespace,
+                              {_runbook_id(dict(body))})
 
 
 # -- ServiceOwnerships ------------------------------------------------------------------------
@@ -161,7 +163,8 @@ async def check_ownership(body: kopf.Body, old: dict | None, memo: kopf.Memo,
                             body.metadata.name)
 
 
-@kopf.on.delete(GROUP, VERSION, "serviceownerships", optional=True)
-async def ownership_gone(body: kopf.Body, memo: kopf.Memo, **_: object) -> None:
-    await settle_ownerships(memo.kube, memo.guard.clock, body.metadata.namespace,
-                            {_service(dict(body))})
+@kopf.on.event(GROUP, VERSION, "serviceownerships")
+async def ownership_gone(type: str, body: kopf.Body, memo: kopf.Memo, **_: object) -> None:
+    if type == "DELETED":
+        await settle_ownerships(memo.kube, memo.guard.clock, body.metadata.namespace,
+                                {_service(dict(body))})
