@@ -251,12 +251,14 @@ def test_readiness_path_runs_with_the_shipped_rbac(env, rb001, cluster, receiver
 
 
 def test_the_install_manifests_pass_server_side_validation(env, rbac):
-    """namespace, RBAC, the operator's Deployment and Service: accepted by the API server
+    """namespace, RBAC, the incident admission policy, the operator's Deployment and Service:
+    accepted by the API server
     (dry run), and the pod meets the namespace's "restricted" Pod Security level."""
-    files = [DEPLOY / name for name in ("namespace.yaml", "rbac.yaml", "operator.yaml")]
+    files = [DEPLOY / name for name in ("namespace.yaml", "rbac.yaml", "incident-admission.yaml",
+                                        "operator.yaml")]
     result = env.kubectl("apply", "--dry-run=server", *(f"--filename={f}" for f in files))
     assert "deployment.apps/mission-control" in result.stdout, result.stdout
     assert "PodSecurity" not in result.stderr, result.stderr
     kustomization = yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())
     assert set(kustomization["resources"]) == {"../crds", "namespace.yaml", "rbac.yaml",
-                                               "operator.yaml"}
+                                               "incident-admission.yaml", "operator.yaml"}

@@ -7,10 +7,13 @@ report the conflict, and both are Ready again once it is gone."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
 import kopf
 
 from .. import GROUP, VERSION, conditions, references, templates
-from ..kube import ApiException, Kube
+from ..kube import PLURALS, ApiException, Kube
 from ..model import Ownership, ReplaySample, Runbook
 from ..parse import ModelError
 from ..records import from_dict, to_dict
@@ -27,14 +30,52 @@ async def _ready(kube: Kube, body: dict, ok: bool, reason: str, message: str,
     if after == before:
         return
     try:
-        await kube.patch_status(body["kind"], meta["namespace"], meta["name"], {
-            "conditions": [to_dict(c) for c in after],
-            "observedGeneration": meta.get("generation")})
+        # Conditional on the version judged: a concurrent judgement of the same object (its
+        # peer changed at the same moment) must not be overwritten with a staler one.
+        await kube.call(kube.custom.patch_namespaced_custom_object_status, GROUP, VERSION,
+                        meta["namespace"], PLURALS[body["kind"]], meta["name"], {
+                            "metadata": {"resourceVersion": meta.get("resourceVersion")},
+                            "status": {"conditions": [to_dict(c) for c in after],
+                                       "observedGeneration": meta.get("generation")}})
     except ApiException as exc:
         if exc.status == 404:
             return   # deleted meanwhile: nothing to report on
+        if exc.status == 409:
+            raise Stale from None
         raise
     kopf.event(body, type="Normal" if ok else "Warning", reason=reason, message=message)
+
+
+class Stale(Exception):  # noqa: N818 - a signal, not an error
+    """An object changed after it was judged: judge the namespace again."""
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One catalogue kind: what makes two of its objects conflict, and how one is judged."""
+    name: str
+    key: Callable[[dict], str | None]        # objects with the same key are peers
+    judge: Callable[[Kube, dict, list[dict]], Awaitable[tuple[bool, str, str]]]
+
+
+async def _settle(kube: Kube, clock: Clock, kind: Kind, namespace: str, *,
+                  keys: set[str | None], name: str | None = None) -> None:
+    """Judge object `name` and every object of the namespace whose key is in `keys`, each
+    against its peers, until no write meets a newer version of its object."""
+    for _ in range(5):
+        bodies = await kube.list(kind.name, namespace)
+        try:
+            for body in bodies:
+                if body["metadata"]["name"] != name and kind.key(body) not in keys:
+                    continue
+                same = [b for b in bodies if kind.key(b) == kind.key(body)]
+                ok, reason, message = await kind.judge(kube, body, same)
+                await _ready(kube, body, ok, reason, message, clock())
+            return
+        except Stale:
+            continue
+    raise kopf.TemporaryError(f"{kind.name}s of {namespace} kept changing while judged",
+                              delay=5)
 
 
 def _others(bodies: list[dict], body: dict) -> list[str]:
@@ -75,16 +116,7 @@ def _runbook_id(body: dict | None) -> str | None:
     return ((body or {}).get("spec") or {}).get("id")
 
 
-async def settle_runbooks(kube: Kube, clock: Clock, namespace: str, ids: set[str | None],
-                          name: str | None = None) -> None:
-    """Judge runbook `name` and every runbook of the namespace with one of `ids`."""
-    bodies = await kube.list("Runbook", namespace)
-    for body in bodies:
-        if body["metadata"]["name"] != name and _runbook_id(body) not in ids:
-            continue
-        same = [b for b in bodies if _runbook_id(b) == _runbook_id(body)]
-        ok, reason, message = await judge_runbook(kube, body, same)
-        await _ready(kube, body, ok, reason, message, clock())
+RUNBOOKS = Kind("Runbook", _runbook_id, judge_runbook)
 
 
 @kopf.on.resume(GROUP, VERSION, "runbooks")
@@ -93,8 +125,8 @@ async def settle_runbooks(kube: Kube, clock: Clock, namespace: str, ids: set[str
 async def check_runbook(body: kopf.Body, old: dict | None, memo: kopf.Memo,
                         **_: object) -> None:
     ids = {_runbook_id(dict(body)), (old or {}).get("id")}   # `old` is the old spec
-    await settle_runbooks(memo.kube, memo.guard.clock, body.metadata.namespace, ids,
-                          body.metadata.name)
+    await _settle(memo.kube, memo.guard.clock, RUNBOOKS, body.metadata.namespace, keys=ids,
+                  name=body.metadata.name)
 
 
 # A raw watch event, not on.delete: that would need a finalizer on every Runbook.
@@ -102,8 +134,8 @@ async def check_runbook(body: kopf.Body, old: dict | None, memo: kopf.Memo,
 async def runbook_gone(type: str, body: kopf.Body, memo: kopf.Memo, **_: object) -> None:
     """The runbooks it clashed with may be unique now."""
     if type == "DELETED":
-        await settle_runbooks(memo.kube, memo.guard.clock, body.metadata.namespace,
-                              {_runbook_id(dict(body))})
+        await _settle(memo.kube, memo.guard.clock, RUNBOOKS, body.metadata.namespace,
+                      keys={_runbook_id(dict(body))})
 
 
 # -- ServiceOwnerships ------------------------------------------------------------------------
@@ -142,15 +174,7 @@ def _service(body: dict | None) -> str | None:
     return ((body or {}).get("spec") or {}).get("service")
 
 
-async def settle_ownerships(kube: Kube, clock: Clock, namespace: str,
-                            services: set[str | None], name: str | None = None) -> None:
-    bodies = await kube.list("ServiceOwnership", namespace)
-    for body in bodies:
-        if body["metadata"]["name"] != name and _service(body) not in services:
-            continue
-        same = [b for b in bodies if _service(b) == _service(body)]
-        ok, reason, message = await judge_ownership(kube, body, same)
-        await _ready(kube, body, ok, reason, message, clock())
+OWNERSHIPS = Kind("ServiceOwnership", _service, judge_ownership)
 
 
 @kopf.on.resume(GROUP, VERSION, "serviceownerships")
@@ -159,12 +183,12 @@ async def settle_ownerships(kube: Kube, clock: Clock, namespace: str,
 async def check_ownership(body: kopf.Body, old: dict | None, memo: kopf.Memo,
                           **_: object) -> None:
     services = {_service(dict(body)), (old or {}).get("service")}
-    await settle_ownerships(memo.kube, memo.guard.clock, body.metadata.namespace, services,
-                            body.metadata.name)
+    await _settle(memo.kube, memo.guard.clock, OWNERSHIPS, body.metadata.namespace,
+                  keys=services, name=body.metadata.name)
 
 
 @kopf.on.event(GROUP, VERSION, "serviceownerships")
 async def ownership_gone(type: str, body: kopf.Body, memo: kopf.Memo, **_: object) -> None:
     if type == "DELETED":
-        await settle_ownerships(memo.kube, memo.guard.clock, body.metadata.namespace,
-                                {_service(dict(body))})
+        await _settle(memo.kube, memo.guard.clock, OWNERSHIPS, body.metadata.namespace,
+                      keys={_service(dict(body))})
