@@ -58,12 +58,19 @@ class Kind:
     judge: Callable[[Kube, dict, list[dict]], Awaitable[tuple[bool, str, str]]]
 
 
+# Problems that go away without the object changing (someone creates the Secret or the
+# namespace, or fixes the value): the handler judges again after a while, until they do.
+RECHECKED = ("SecretMissing", "NamespaceNotFound", "RouteInvalid")
+RECHECK_AFTER = 60.0
+
+
 async def _settle(kube: Kube, clock: Clock, kind: Kind, namespace: str, *,
                   keys: set[str | None], name: str | None = None) -> None:
     """Judge object `name` and every object of the namespace whose key is in `keys`, each
     against its peers, until no write meets a newer version of its object."""
     for _ in range(5):
         bodies = await kube.list(kind.name, namespace)
+        verdict = None
         try:
             for body in bodies:
                 if body["metadata"]["name"] != name and kind.key(body) not in keys:
@@ -71,9 +78,13 @@ async def _settle(kube: Kube, clock: Clock, kind: Kind, namespace: str, *,
                 same = [b for b in bodies if kind.key(b) == kind.key(body)]
                 ok, reason, message = await kind.judge(kube, body, same)
                 await _ready(kube, body, ok, reason, message, clock())
-            return
+                if body["metadata"]["name"] == name:
+                    verdict = (reason, message)
         except Stale:
             continue
+        if verdict is not None and verdict[0] in RECHECKED:
+            raise kopf.TemporaryError(verdict[1], delay=RECHECK_AFTER)
+        return
     raise kopf.TemporaryError(f"{kind.name}s of {namespace} kept changing while judged",
                               delay=5)
 
