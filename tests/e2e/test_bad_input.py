@@ -109,7 +109,7 @@ def test_dangling_references_and_unusable_values_are_reported(crds, cluster, rec
     assert "step replay replays into namespace staging does not exist" in condition["message"]
     # Once the Secret exists, the Runbook is Ready again by itself (judged again meanwhile).
     cluster.create(secret("orders-db", dsn="postgresql://orders"))
-    wait_ready(cluster, "Runbook", "rb-002", "True", "Valid", timeout=60)
+    wait_ready(cluster, "Runbook", "rb-002", "True", "Valid", timeout=90)
 
     # The policy's own routes: a Secret that does not exist, a key it lacks, a value that is
     # not a URL for a route that posts to one.
