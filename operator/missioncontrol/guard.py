@@ -12,11 +12,21 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from . import incident as inc
-from . import metrics, owners, templates, tenancy
+from . import metrics, owners, references, templates, tenancy
 from .detect.outcome import Check, Outcome
 from .detect.release import Readings, TargetState, armed, evaluate, next_due, observe
 from .kube import ApiException, Kube
-from .model import Condition, Ownership, Policy, RisesSharply, Runbook, Threshold, effective_runbook
+from .model import (
+    Condition,
+    Ownership,
+    Policy,
+    ReplaySample,
+    RisesSharply,
+    Runbook,
+    SelectorError,
+    Threshold,
+    effective_runbook,
+)
 from .parse import ModelError
 from .records import from_dict, to_dict
 from .signals.kubernetes import Target, read_targets, target_namespaces
@@ -66,9 +76,13 @@ class TickResult:
 
 
 async def resolve(ctx: Context, body: dict) -> Resolved | Readiness:
-    """Parse the policy and follow its references; say precisely what is wrong if any."""
+    """Parse the policy and follow its references; say precisely what is wrong if any.
+    A policy that is not Ready guards nothing: nothing is ever done on a guess."""
     try:
         policy = Policy.parse(body)
+    except SelectorError as exc:
+        return Readiness(False, "InvalidSelector", f"{exc}: the API server cannot select with "
+                                                   f"it, so nothing is guarded; fix the selector")
     except ModelError as exc:
         return Readiness(False, "InvalidSpec", str(exc))
     runbook_body = await ctx.kube.get("Runbook", policy.namespace, policy.runbook)
@@ -80,16 +94,23 @@ async def resolve(ctx: Context, body: dict) -> Resolved | Readiness:
         runbook = effective_runbook(Runbook.parse(runbook_body), policy)
     except ModelError as exc:
         return Readiness(False, "RunbookInvalid", f"{policy.runbook}: {exc}")
+    problem = templates.first_problem(runbook.templated())
+    if problem:
+        return Readiness(False, "RunbookInvalid", f"{policy.runbook}: {problem}")
+    if _reported(runbook_body, "DuplicateId"):
+        return Readiness(False, "RunbookAmbiguous",
+                         f"Runbook {policy.runbook} shares its id {runbook.id} with another "
+                         f"Runbook (see its Ready condition): give one of them another id")
     refused = _not_ready(runbook_body)
     if refused:
         return Readiness(False, "RunbookInvalid", f"{policy.runbook}: {refused}")
-    for condition in runbook.trigger.conditions:
-        query = getattr(condition.detector, "query", "")
-        bad = templates.unknown_variables(query)
-        if bad:
-            return Readiness(False, "RunbookInvalid",
-                             f"condition {condition.name}: unknown template variables {bad}; "
-                             f"use {{{{ .namespace }}}} and {{{{ .name }}}}")
+    # Tenancy first: nothing of another namespace is read for a policy that may not reach it.
+    refused = reach(policy, runbook)
+    if refused is not None:
+        return refused
+    dangling = await _dangling(ctx, policy, runbook)
+    if dangling is not None:
+        return dangling
     ownership = None
     if policy.ownership:
         own_body = await ctx.kube.get("ServiceOwnership", policy.namespace, policy.ownership)
@@ -101,15 +122,16 @@ async def resolve(ctx: Context, body: dict) -> Resolved | Readiness:
             ownership = Ownership.parse(own_body)
         except ModelError as exc:
             return Readiness(False, "OwnershipInvalid", f"{policy.ownership}: {exc}")
+        if _reported(own_body, "DuplicateService"):
+            return Readiness(False, "OwnershipAmbiguous",
+                             f"ServiceOwnership {ownership.name} is one of several maps of "
+                             f"service {ownership.service} (see its Ready condition): keep one")
         _, missing = owners.recipients(ownership, owners.roles_named(runbook))
         if missing:
             return Readiness(False, "RolesUnresolved",
                              f"runbook {runbook.id} pages {', '.join(missing)}, but "
                              f"ServiceOwnership {ownership.name} names nobody for "
                              f"{'it' if len(missing) == 1 else 'them'}")
-    refused = reach(policy, runbook)
-    if refused is not None:
-        return refused
     return Resolved(policy, runbook, ownership)
 
 
@@ -130,6 +152,39 @@ def reach(policy: Policy, runbook: Runbook) -> Readiness | None:
     if not violations:
         return None
     return Readiness(False, "CrossNamespaceReference", "; ".join(violations))
+
+
+async def _dangling(ctx: Context, policy: Policy, runbook: Runbook) -> Readiness | None:
+    """References that must exist before an incident relies on them: the namespace a
+    replay runs in, the Secrets of the policy's own routes (and that they hold a URL where
+    the route posts to one)."""
+    for step in runbook.steps:
+        if isinstance(step.params, ReplaySample):
+            problem = await references.namespace_problem(ctx.kube, step.params.namespace)
+            if problem:
+                return Readiness(False, "NamespaceNotFound",
+                                 f"step {step.id} of {runbook.id} replays into {problem}: "
+                                 f"create it, or fix the runbook")
+    for field_path, route in (("spec.stakeholderUpdates.route", policy.updates_route),
+                              ("spec.channel.route", policy.channel_route)):
+        if route is None:
+            continue
+        value, problem = await references.secret_value(ctx.kube, policy.namespace, route.secret)
+        if problem:
+            return Readiness(False, "SecretMissing", f"{field_path}: {problem}")
+        problem = references.value_problem(route, value or "")
+        if problem:
+            return Readiness(False, "RouteInvalid", f"{field_path}: {problem}")
+    return None
+
+
+def _reported(body: dict, reason: str) -> bool:
+    """Whether the catalogue reported this problem on the object, for its current spec
+    (conflicts between objects are judged there, once, not on every tick)."""
+    meta, status = body.get("metadata") or {}, body.get("status") or {}
+    ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+    return ready.get("status") == "False" and ready.get("reason") == reason \
+        and status.get("observedGeneration") == meta.get("generation")
 
 
 async def tick(ctx: Context, body: dict) -> TickResult:

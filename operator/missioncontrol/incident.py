@@ -18,6 +18,7 @@ from .records import stamp
 
 DETECTED, MITIGATING, MITIGATED, RESOLVED, FAILED, CLOSED = (
     "Detected", "Mitigating", "Mitigated", "Resolved", "Failed", "Closed")
+REJECTED = "Rejected"     # a hand-made incident the operator cannot run: never acted on
 OPEN_PHASES = (DETECTED, MITIGATING, MITIGATED, FAILED)
 # The incident's policy or target is gone: it can no longer act or resolve by itself.
 AUTOMATION_STOPPED = "AutomationStopped"

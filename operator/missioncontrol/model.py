@@ -6,6 +6,7 @@ naming the field."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -21,6 +22,12 @@ ACTIONS = ("freezeDeployments", "assessBlastRadius", "rollback", "routeReadsToRe
            "notify")
 WHEN = ("Always", "NotMitigated", "NotRecovered", "SLOBreached")
 DEFAULT_CADENCE = {"SEV1": 15 * 60.0, "SEV2": 30 * 60.0, "SEV3": 3600.0, "SEV4": 4 * 3600.0}
+# The range of every duration, in seconds: the same the CRDs' rules enforce (docs/api.md,
+# "Durations"). The operator checks them too, for objects stored before the rules existed.
+INTERVAL = (1.0, 3600.0)          # how often a check runs; synthetic timeouts; backoff
+GRACE = (0.0, 3600.0)             # readiness gracePeriod: 0s counts failures at once
+SPAN = (1.0, 86400.0)             # for, windows of a check, within, timeouts, cadence, stableFor
+LONG = (1.0, 7 * 86400.0)         # release window, freeze, escalation `after`, SLO, limits
 
 
 # -- shared pieces ----------------------------------------------------------------------------
@@ -46,6 +53,35 @@ class Route:
                    secret=SecretRef.parse(r.obj("secretRef")), url=r.str("url", None))
 
 
+# Label syntax as the API server parses a selector (apimachinery validation): a key is an
+# optional DNS-subdomain prefix and "/", then a name of up to 63 characters; a value is empty
+# or up to 63 characters. The CRDs carry the same patterns.
+_LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
+LABEL_KEY = re.compile(
+    rf"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?{_LABEL_NAME}$")
+LABEL_VALUE = re.compile(rf"^({_LABEL_NAME})?$")
+
+
+class SelectorError(ModelError):
+    """A label selector the API server could not parse: reported as InvalidSelector."""
+
+
+def _label_key(key: str, path: str) -> str:
+    prefix = key.rpartition("/")[0]
+    if not LABEL_KEY.match(key) or len(prefix) > 253:
+        raise SelectorError(path, f"{key!r} is not a label key: an optional DNS prefix and "
+                                  f"'/', then up to 63 letters, digits, '-', '_' or '.', "
+                                  f"starting and ending with a letter or digit")
+    return key
+
+
+def _label_value(value: str, path: str) -> str:
+    if not LABEL_VALUE.match(value):
+        raise SelectorError(path, f"{value!r} is not a label value: up to 63 letters, digits, "
+                                  f"'-', '_' or '.', starting and ending with a letter or digit")
+    return value
+
+
 @dataclass(frozen=True)
 class LabelSelector:
     match_labels: tuple[tuple[str, str], ...] = ()
@@ -54,10 +90,15 @@ class LabelSelector:
     @classmethod
     def parse(cls, r: Reader) -> LabelSelector:
         expressions = tuple(
-            (e.str("key"), e.str("operator", choices=("In", "NotIn", "Exists", "DoesNotExist")),
-             e.strings("values"))
+            (_label_key(e.str("key"), f"{e.path}.key"),
+             e.str("operator", choices=("In", "NotIn", "Exists", "DoesNotExist")),
+             tuple(_label_value(v, f"{e.path}.values") for v in e.strings("values")))
             for e in r.items("matchExpressions"))
-        return cls(tuple(sorted(r.mapping("matchLabels").items())), expressions)
+        labels = r.mapping("matchLabels")
+        for key, value in labels.items():
+            _label_key(key, f"{r.path}.matchLabels")
+            _label_value(value, f"{r.path}.matchLabels[{key}]")
+        return cls(tuple(sorted(labels.items())), expressions)
 
     def matches(self, labels: dict[str, str] | None) -> bool:
         labels = labels or {}
@@ -148,22 +189,24 @@ class Condition:
         detector: Detector
         if kinds[0] == "readiness":
             detector = Readiness(d.int("consecutiveFailures", 3, minimum=1),
-                                 d.duration("interval", 10.0), d.duration("gracePeriod", 30.0))
+                                 d.duration("interval", 10.0, bounds=INTERVAL),
+                                 d.duration("gracePeriod", 30.0, bounds=GRACE))
         elif kinds[0] == "threshold":
             above, below = d.float("above", None), d.float("below", None)
             if (above is None) == (below is None):
                 raise ModelError(d.path, "set exactly one of above, below")
-            sustain = d.duration("for", None)
+            sustain = d.duration("for", None, bounds=SPAN)
             consecutive = d.int("consecutiveFailures", None, minimum=1)
             detector = Threshold(d.str("query"), above, below, sustain,
                                  consecutive if consecutive or sustain else 1,
-                                 d.duration("interval", 30.0))
+                                 d.duration("interval", 30.0, bounds=INTERVAL))
         else:
             factor = d.float("factor")
             if factor <= 1:
                 raise ModelError(f"{d.path}.factor", f"must be greater than 1, got {factor:g}")
-            detector = RisesSharply(d.str("query"), d.duration("window"), factor,
-                                    d.float("minIncrease", 0.0), d.duration("interval", 30.0))
+            detector = RisesSharply(d.str("query"), d.duration("window", bounds=SPAN), factor,
+                                    d.float("minIncrease", 0.0),
+                                    d.duration("interval", 30.0, bounds=INTERVAL))
         return cls(name=r.str("name"), detector=detector, description=r.str("description", ""))
 
 
@@ -256,18 +299,19 @@ READ_ONLY_ACTIONS = frozenset({"assessBlastRadius", "identifySlowQueries", "noti
 def _parse_params(action: str, r: Reader) -> Any:
     if action == "freezeDeployments":
         return FreezeDeployments(r.str("scope", "Deployment", choices=("Deployment", "Namespace")),
-                                 r.duration("maxDuration", 7200.0))
+                                 r.duration("maxDuration", 7200.0, bounds=LONG))
     if action == "assessBlastRadius":
         dashboards = tuple(Dashboard(d.str("name"), d.str("query")) for d in r.items("dashboards"))
         checks = tuple(SyntheticCheck(c.str("name"), c.str("url"), c.str("method", "GET"),
-                                      c.int("expectStatus", 200), c.duration("timeout", 5.0))
+                                      c.int("expectStatus", 200),
+                                      c.duration("timeout", 5.0, bounds=INTERVAL))
                        for c in r.items("syntheticChecks"))
         if not dashboards and not checks:
             raise ModelError(r.path, "name at least one dashboard or synthetic check")
         return AssessBlastRadius(dashboards, checks)
     if action == "rollback":
         return Rollback(r.str("to", "LastHealthy", choices=("LastHealthy", "PreviousRevision")),
-                        r.duration("verifyWithin", 300.0))
+                        r.duration("verifyWithin", 300.0, bounds=SPAN))
     if action == "routeReadsToReplica":
         return ConfigValue(r.str("configMap"), r.str("key"), r.str("value", "replica"))
     if action == "rateLimit":
@@ -316,7 +360,7 @@ class Step:
         return cls(id=r.str("id"), action=action, params=_parse_params(action, r.obj(action)),
                    description=r.str("description", ""),
                    continue_on_failure=r.bool("continueOnFailure", False),
-                   timeout=r.duration("timeout", None))
+                   timeout=r.duration("timeout", None, bounds=SPAN))
 
 
 # -- escalation, recovery, automation ----------------------------------------------------------
@@ -338,13 +382,14 @@ class Escalation:
     def parse(cls, r: Reader | None) -> Escalation:
         if r is None:
             return cls()
-        return cls(r.strings("page", choices=ROLES), r.duration("pageWithin", 300.0),
-                   parse_rules(r), r.duration("repageAfter", 600.0))
+        return cls(r.strings("page", choices=ROLES),
+                   r.duration("pageWithin", 300.0, bounds=SPAN),
+                   parse_rules(r), r.duration("repageAfter", 600.0, bounds=SPAN))
 
 
 def parse_rules(r: Reader, key: str = "rules") -> tuple[EscalationRule, ...]:
-    rules = tuple(EscalationRule(e.duration("after"), e.strings("page", required=True,
-                                                                choices=ROLES),
+    rules = tuple(EscalationRule(e.duration("after", bounds=LONG),
+                                 e.strings("page", required=True, choices=ROLES),
                                  e.str("when", "NotMitigated", choices=WHEN))
                   for e in r.items(key))
     for earlier, later in zip(rules, rules[1:], strict=False):
@@ -387,9 +432,10 @@ class Automation:
             rollback_after_failures=rollback.int("afterConsecutiveFailures", None, minimum=1)
             if rollback else None,
             scheduled_checks=tuple(ScheduledCheck(c.str("name"), c.str("check"),
-                                                  c.duration("every"))
+                                                  c.duration("every", bounds=LONG))
                                    for c in r.items("scheduledChecks")),
-            adaptive_backoff=(backoff.duration("initial", 1.0), backoff.duration("max", 300.0))
+            adaptive_backoff=(backoff.duration("initial", 1.0, bounds=INTERVAL),
+                              backoff.duration("max", 300.0, bounds=INTERVAL))
             if backoff and backoff.bool("enabled", True) else None,
             dead_letter_topic=dead.str("topic", None) if dead and dead.bool("enabled", True)
             else None,
@@ -415,6 +461,24 @@ class Runbook:
     def step(self, step_id: str) -> Step | None:
         return next((s for s in self.steps if s.id == step_id), None)
 
+    def templated(self) -> tuple[tuple[str, str], ...]:
+        """Every text rendered with the target's {{ .namespace }} and {{ .name }}: (where,
+        text), for checking them all before anything renders one."""
+        out = [(f"condition {c.name}", c.detector.query) for c in self.trigger.conditions
+               if isinstance(c.detector, Threshold | RisesSharply)]
+        for step in self.steps:
+            if isinstance(step.params, AssessBlastRadius):
+                out += [(f"step {step.id} dashboard {d.name}", d.query)
+                        for d in step.params.dashboards]
+                out += [(f"step {step.id} synthetic check {c.name}", c.url)
+                        for c in step.params.synthetic_checks]
+        return tuple(out)
+
+    def secret_refs(self) -> tuple[tuple[str, SecretRef], ...]:
+        """The Secrets the steps read, in the runbook's namespace: (where, reference)."""
+        return tuple((f"step {s.id}", s.params.database) for s in self.steps
+                     if isinstance(s.params, IdentifySlowQueries))
+
     @classmethod
     def parse(cls, body: dict) -> Runbook:
         meta = Reader(body.get("metadata"), "metadata")
@@ -427,7 +491,8 @@ class Runbook:
         steps = tuple(Step.parse(s) for s in first.items("steps", required=True))
         _unique([s.id for s in steps], f"{first.path}.steps", "id")
         recovery = spec.obj("recovery")
-        rec = Recovery(recovery.duration("slo"), recovery.duration("stableFor", 120.0),
+        rec = Recovery(recovery.duration("slo", bounds=LONG),
+                       recovery.duration("stableFor", 120.0, bounds=SPAN),
                        recovery.str("description", ""))
         if rec.stable_for >= rec.slo:
             raise ModelError(f"{recovery.path}.stableFor", "must be shorter than slo")
@@ -435,8 +500,9 @@ class Runbook:
             namespace=meta.str("namespace", "default"), name=meta.str("name"),
             id=spec.str("id"), title=spec.str("title"), summary=spec.str("summary", ""),
             severity=spec.str("severity", "SEV3", choices=SEVERITIES),
-            trigger=Trigger(conditions, release.duration("window") if release else None),
-            first_response_within=first.duration("within", 300.0), steps=steps,
+            trigger=Trigger(conditions,
+                            release.duration("window", bounds=LONG) if release else None),
+            first_response_within=first.duration("within", 300.0, bounds=SPAN), steps=steps,
             escalation=Escalation.parse(spec.obj("escalation", required=False)),
             recovery=rec, automation=Automation.parse(spec.obj("automation", required=False)),
         )
@@ -496,14 +562,15 @@ class Policy:
         ns_selector = targets.obj("namespaceSelector", required=False)
         overrides = spec.obj("overrides", required=False) or Reader({}, "spec.overrides")
         limits = spec.obj("limits", required=False) or Reader({}, "spec.limits")
-        lim = Limits(limits.duration("cooldown", 600.0), limits.int("maxRemediations", 3,
-                                                                    minimum=0),
-                     limits.duration("window", 3600.0))
+        lim = Limits(limits.duration("cooldown", 600.0, bounds=LONG),
+                     limits.int("maxRemediations", 3, minimum=0),
+                     limits.duration("window", 3600.0, bounds=LONG))
         if lim.cooldown > lim.window:
             raise ModelError("spec.limits.cooldown", "must not be longer than window")
         updates = spec.obj("stakeholderUpdates", required=False) or Reader({}, "spec.sU")
         cadence_r = updates.obj("cadence", required=False) or Reader({}, "spec.cadence")
-        cadence = tuple((sev, cadence_r.duration(sev, DEFAULT_CADENCE[sev])) for sev in SEVERITIES)
+        cadence = tuple((sev, cadence_r.duration(sev, DEFAULT_CADENCE[sev], bounds=SPAN))
+                        for sev in SEVERITIES)
         channel = spec.obj("channel", required=False) or Reader({}, "spec.channel")
         ownership = spec.obj("ownershipRef", required=False)
         return cls(
@@ -516,9 +583,9 @@ class Policy:
             mode=spec.str("mode", "dryRun", choices=MODES),
             overrides=tuple((o.str("name"), dict(o.data)) for o in overrides.items("conditions")),
             recovery=dict(overrides.raw("recovery", {})),
-            after_release_window=overrides.duration("afterReleaseWindow", None),
-            page_within=overrides.duration("pageWithin", None),
-            repage_after=overrides.duration("repageAfter", None),
+            after_release_window=overrides.duration("afterReleaseWindow", None, bounds=LONG),
+            page_within=overrides.duration("pageWithin", None, bounds=SPAN),
+            repage_after=overrides.duration("repageAfter", None, bounds=SPAN),
             escalation_rules=parse_rules(overrides, "escalationRules")
             if overrides.has("escalationRules") else None,
             limits=lim, cadence=cadence,
@@ -541,8 +608,8 @@ def effective_runbook(runbook: Runbook, policy: Policy) -> Runbook:
     recovery = runbook.recovery
     if policy.recovery:
         r = Reader(policy.recovery, "spec.overrides.recovery")
-        recovery = replace(recovery, slo=r.duration("slo", recovery.slo),
-                           stable_for=r.duration("stableFor", recovery.stable_for))
+        recovery = replace(recovery, slo=r.duration("slo", recovery.slo, bounds=LONG),
+                           stable_for=r.duration("stableFor", recovery.stable_for, bounds=SPAN))
         if recovery.stable_for >= recovery.slo:
             raise ModelError("spec.overrides.recovery.stableFor", "must be shorter than slo")
     trigger = replace(runbook.trigger, conditions=tuple(conditions.values()))
@@ -564,23 +631,25 @@ def _override_condition(condition: Condition, r: Reader) -> Condition:
     if isinstance(d, Readiness):
         d = replace(d, consecutive_failures=r.int("consecutiveFailures", d.consecutive_failures,
                                                   minimum=1),
-                    interval=r.duration("interval", d.interval),
-                    grace_period=r.duration("gracePeriod", d.grace_period))
+                    interval=r.duration("interval", d.interval, bounds=INTERVAL),
+                    grace_period=r.duration("gracePeriod", d.grace_period, bounds=GRACE))
     elif isinstance(d, Threshold):
         above, below = r.float("above", None), r.float("below", None)
         if above is not None and below is not None:
             raise ModelError(r.path, "set at most one of above, below")
         if above is not None or below is not None:
             d = replace(d, above=above, below=below)
-        d = replace(d, query=r.str("query", d.query), sustain=r.duration("for", d.sustain),
+        d = replace(d, query=r.str("query", d.query),
+                    sustain=r.duration("for", d.sustain, bounds=SPAN),
                     consecutive_failures=r.int("consecutiveFailures", d.consecutive_failures,
                                                minimum=1),
-                    interval=r.duration("interval", d.interval))
+                    interval=r.duration("interval", d.interval, bounds=INTERVAL))
     else:
-        d = replace(d, query=r.str("query", d.query), window=r.duration("window", d.window),
+        d = replace(d, query=r.str("query", d.query),
+                    window=r.duration("window", d.window, bounds=SPAN),
                     factor=r.float("factor", d.factor),
                     min_increase=r.float("minIncrease", d.min_increase),
-                    interval=r.duration("interval", d.interval))
+                    interval=r.duration("interval", d.interval, bounds=INTERVAL))
         if d.factor <= 1:
             raise ModelError(f"{r.path}.factor", "must be greater than 1")
     return replace(condition, detector=d)

@@ -87,15 +87,23 @@ class Reader:
             raise ModelError(self._at(key), f"expected true or false, got {value!r}")
         return value
 
-    def duration(self, key: str, default: Any = _MISSING) -> Any:
-        """Seconds, from a Go-style duration string (a string default is parsed too)."""
+    def duration(self, key: str, default: Any = _MISSING, *,
+                 bounds: tuple[float, float] | None = None) -> Any:
+        """Seconds, from a Go-style duration string (a string default is parsed too), within
+        `bounds` (lowest, highest) when given: the same range the CRD's rule enforces, for
+        objects stored before it did."""
         value, _ = self._get(key, default)
         if value is None or isinstance(value, int | float):
             return value
         try:
-            return durations.parse(value)
+            seconds = durations.parse(value)
         except ValueError as exc:
             raise ModelError(self._at(key), str(exc)) from None
+        if bounds is not None and not bounds[0] <= seconds <= bounds[1]:
+            raise ModelError(self._at(key), f"{value!r} is out of range: use a duration from "
+                                            f"{durations.exact(bounds[0])} to "
+                                            f"{durations.exact(bounds[1])}")
+        return seconds
 
     def obj(self, key: str, *, required: bool = True) -> Reader | None:
         value = self.data.get(key)

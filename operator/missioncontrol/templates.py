@@ -16,6 +16,21 @@ def unknown_variables(text: str) -> list[str]:
     return [v for v in VARIABLE.findall(text) if v not in KNOWN]
 
 
+def problem(text: str) -> str | None:
+    """What makes a template unusable, in words, or None: a variable we do not know, or
+    braces that are not a whole `{{ .variable }}` (an unterminated `{{ .name `)."""
+    bad = unknown_variables(text)
+    if bad:
+        return (f"unknown template variables {', '.join(bad)}: use {{{{ .namespace }}}} and "
+                f"{{{{ .name }}}}")
+    rest = VARIABLE.sub("", text)
+    if "{{" in rest or "}}" in rest:
+        at = min(i for i in (rest.find("{{"), rest.find("}}")) if i >= 0)
+        return (f"unterminated or malformed template near {rest[at:at + 20]!r}: write "
+                f"{{{{ .namespace }}}} or {{{{ .name }}}}")
+    return None
+
+
 def render(text: str, values: dict[str, str]) -> str:
     return VARIABLE.sub(lambda m: values.get(m.group(1), m.group(0)), text)
 
@@ -32,3 +47,12 @@ def _alternation(values: list[str]) -> str:
     # Kubernetes names hold only [a-z0-9.-]; escape the dot for the regular expression
     # (a backslash inside a PromQL string needs doubling).
     return "|".join(v.replace(".", "\\\\.") for v in values)
+
+
+def first_problem(texts: Iterable[tuple[str, str]]) -> str | None:
+    """The first unusable template among (where, text) pairs, named by where it is."""
+    for where, text in texts:
+        found = problem(text)
+        if found:
+            return f"{where}: {found}"
+    return None

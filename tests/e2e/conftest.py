@@ -130,6 +130,31 @@ class Cluster:
         return "\n".join(lines)
 
 
+def ready(cluster: Cluster, kind: str, name: str) -> dict | None:
+    conditions = (cluster.get(kind, name).get("status") or {}).get("conditions") or []
+    return next((c for c in conditions if c["type"] == "Ready"), None)
+
+
+def wait_ready(cluster: Cluster, kind: str, name: str, status: str, reason: str,
+               timeout: float = 30) -> dict:
+    """The object's Ready condition, once it has this status and reason."""
+    def matches() -> dict | None:
+        condition = ready(cluster, kind, name)
+        return condition if condition and (condition["status"], condition["reason"]) == (
+            status, reason) else None
+    try:
+        return wait_for(matches, timeout=timeout, what=f"{kind} {name} Ready={status} ({reason})")
+    except HarnessError as exc:
+        raise HarnessError(f"{exc}; Ready is {ready(cluster, kind, name)}") from None
+
+
+def events_for(cluster: Cluster, name: str) -> list[str]:
+    """"Reason: message" of every event about the object named `name`."""
+    events = client.CoreV1Api(cluster.env.api).list_namespaced_event(
+        cluster.namespace, field_selector=f"involvedObject.name={name}").items
+    return [f"{e.reason}: {e.message}" for e in events]
+
+
 @pytest.fixture
 def cluster(env, namespace) -> Cluster:
     return Cluster(env, namespace)

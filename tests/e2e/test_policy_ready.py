@@ -4,32 +4,11 @@ a reason and a message on policies, runbooks and ownership maps, and Kubernetes 
 from __future__ import annotations
 
 import pytest
-from kubernetes import client
 
-from e2e.conftest import ROLES, catalogue, ownership, rb001_policy, secret
+from e2e.conftest import ROLES, catalogue, events_for, ownership, rb001_policy, secret, wait_ready
 from harness.procs import wait_for
 
 pytestmark = pytest.mark.cluster
-
-
-def ready(cluster, kind: str, name: str) -> dict | None:
-    conditions = (cluster.get(kind, name).get("status") or {}).get("conditions") or []
-    return next((c for c in conditions if c["type"] == "Ready"), None)
-
-
-def wait_ready(cluster, kind: str, name: str, status: str, reason: str) -> dict:
-    def matches() -> dict | None:
-        condition = ready(cluster, kind, name)
-        return condition if condition and (condition["status"], condition["reason"]) == (
-            status, reason) else None
-    return wait_for(matches, timeout=30,
-                    what=f"{kind} {name} Ready={status} ({reason})")
-
-
-def events_for(cluster, name: str) -> list[str]:
-    events = client.CoreV1Api(cluster.env.api).list_namespaced_event(
-        cluster.namespace, field_selector=f"involvedObject.name={name}").items
-    return [f"{e.reason}: {e.message}" for e in events]
 
 
 def test_policy_references_are_checked_and_reported(crds, cluster, receiver, operator_factory):
@@ -84,6 +63,7 @@ def test_objects_the_schema_accepts_but_cannot_work_are_reported(crds, cluster,
     # A runbook whose query uses a variable the operator does not know.
     bad = catalogue("rb-001")
     bad["metadata"]["name"] = "rb-001-typo"
+    bad["spec"]["id"] = "RB-901"   # its own id: a second RB-001 would be reported as such
     bad["spec"]["trigger"]["anyOf"][1]["threshold"]["query"] = 'up{job="{{ .service }}"}'
     cluster.create(bad)
     condition = wait_ready(cluster, "Runbook", "rb-001-typo", "False", "InvalidTemplate")

@@ -50,6 +50,8 @@ def rbac(env, crds) -> None:
     run in the same cluster re-applies them)."""
     env.kubectl("apply", "-f", str(DEPLOY / "base" / "namespace.yaml"))
     env.kubectl("apply", "-f", str(DEPLOY / "rbac.yaml"))
+    # Incident status is the operator's alone: the RB-001 run below writes it through this.
+    env.kubectl("apply", "-f", str(DEPLOY / "base" / "incident-admission.yaml"))
     core = client.CoreV1Api(env.api)
     wait_for(lambda: core.read_namespaced_service_account(SA_NAME, SA_NAMESPACE), timeout=30,
              what="the mission-control ServiceAccount")
@@ -159,6 +161,7 @@ def test_the_service_account_can_do_only_what_the_operator_needs(env, rbac, name
         ("patch", "namespaces", None, ns),
         ("create", "incidents.missioncontrol.dev", ns),
         ("patch", "incidents.missioncontrol.dev/status", ns),
+        ("operate", "incidents.missioncontrol.dev/status", ns),
         ("watch", "incidentpolicies.missioncontrol.dev"),
         ("patch", "serviceownerships.missioncontrol.dev/status", ns),
         ("update", "validatingwebhookconfigurations.admissionregistration.k8s.io", None,
@@ -264,14 +267,17 @@ def readiness_path(env, rb001, cluster, start, namespace: str) -> None:
 
 
 def test_the_install_manifests_pass_server_side_validation(env, rbac):
-    """namespace, RBAC, the operator's Deployment and Service: accepted by the API server
+    """namespace, RBAC, the incident admission policy, the operator's Deployment and Service:
+    accepted by the API server
     (dry run), and the pod meets the namespace's "restricted" Pod Security level."""
     files = [DEPLOY / "base" / "namespace.yaml", DEPLOY / "rbac.yaml",
-             DEPLOY / "base" / "operator.yaml", DEPLOY / "base" / "webhook.yaml"]
+             DEPLOY / "base" / "operator.yaml", DEPLOY / "base" / "webhook.yaml",
+             DEPLOY / "base" / "incident-admission.yaml"]
     result = env.kubectl("apply", "--dry-run=server", *(f"--filename={f}" for f in files))
     assert "deployment.apps/mission-control" in result.stdout, result.stdout
     assert "PodSecurity" not in result.stderr, result.stderr
     kustomization = yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())
     assert set(kustomization["resources"]) == {"../crds", "base", "rbac.yaml"}
     base = yaml.safe_load((DEPLOY / "base" / "kustomization.yaml").read_text())
-    assert set(base["resources"]) == {"namespace.yaml", "webhook.yaml", "operator.yaml"}
+    assert set(base["resources"]) == {"namespace.yaml", "webhook.yaml", "operator.yaml",
+                                "incident-admission.yaml"}

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -294,7 +295,67 @@ BAD = [
         {"spec.automation.adaptiveBackoff.initial": "10m"},
         "spec.automation.adaptiveBackoff: Invalid value: spec.automation.adaptiveBackoff.initial "
         "(10m) must not exceed adaptiveBackoff.max (5m)"),
+    # durations: at least 1s (gracePeriod 0s), at most a sane bound (docs/api.md "Durations")
+    *(Bad(f"duration-{name}", "Runbook", {path: value},
+          f"{path_text}: Invalid value: \"{value}\": '{value}' is out of range: use a duration "
+          f"from 1s to {top}")
+      for name, path, path_text, value, top in (
+          ("zero-readiness-interval", f"{TRIGGER}.0.readiness.interval",
+           "spec.trigger.anyOf[0].readiness.interval", "0s", "1h"),
+          ("zero-threshold-interval", f"{TRIGGER}.1.threshold.interval",
+           "spec.trigger.anyOf[1].threshold.interval", "0s", "1h"),
+          ("zero-release-window", "spec.trigger.afterRelease.window",
+           "spec.trigger.afterRelease.window", "0s", "168h (7 days)"),
+          ("zero-repage-after", "spec.escalation.repageAfter", "spec.escalation.repageAfter",
+           "0s", "24h"),
+          ("zero-page-within", "spec.escalation.pageWithin", "spec.escalation.pageWithin", "0s",
+           "24h"),
+          ("zero-first-response", "spec.firstResponse.within", "spec.firstResponse.within",
+           "0s", "24h"),
+          ("zero-step-timeout", f"{STEPS}.2.timeout", "spec.firstResponse.steps[2].timeout",
+           "0s", "24h"),
+          ("absurd-interval", f"{TRIGGER}.0.readiness.interval",
+           "spec.trigger.anyOf[0].readiness.interval", "10000000000000000000000000000h", "1h"),
+          ("absurd-freeze", f"{STEPS}.0.freezeDeployments.maxDuration",
+           "spec.firstResponse.steps[0].freezeDeployments.maxDuration", "100000h",
+           "168h (7 days)"),
+          ("absurd-escalation-after", "spec.escalation.rules.1.after",
+           "spec.escalation.rules[1].after", "1000h", "168h (7 days)"),
+          ("units-repeated", "spec.recovery.slo", "spec.recovery.slo", "10m10m",
+           "168h (7 days)"),
+      )),
+    Bad("pause-selector-bad-value", "Runbook",
+        {f"{STEPS}.4.pauseConsumers.selector.matchLabels": {"tier": "has space"}},
+        "spec.firstResponse.steps[4].pauseConsumers.selector.matchLabels.tier: Invalid value: "
+        "\"has space\": spec.firstResponse.steps[4].pauseConsumers.selector.matchLabels.tier in "
+        "body should match"),
     # ---- IncidentPolicy
+    Bad("zero-cadence", "IncidentPolicy", {"spec.stakeholderUpdates.cadence.SEV2": "0s"},
+        "spec.stakeholderUpdates.cadence.SEV2: Invalid value: \"0s\": '0s' is out of range: "
+        "use a duration from 1s to 24h"),
+    Bad("zero-override-interval", "IncidentPolicy", {"spec.overrides.conditions.0.interval": "0s"},
+        "spec.overrides.conditions[0].interval: Invalid value: \"0s\": '0s' is out of range: "
+        "use a duration from 1s to 1h"),
+    Bad("selector-bad-key", "IncidentPolicy",
+        {"spec.targets.selector.matchLabels": {"bad key!": "checkout"}},
+        "spec.targets.selector.matchLabels: Invalid value: 'bad key!' is not a label "
+        "key: an optional DNS prefix and '/', then up to 63 letters, digits, '-', '_' or '.', "
+        "starting and ending with a letter or digit"),
+    Bad("selector-value-with-space", "IncidentPolicy",
+        {"spec.targets.selector.matchLabels": {"app": "has space"}},
+        "spec.targets.selector.matchLabels.app: Invalid value: \"has space\": "
+        "spec.targets.selector.matchLabels.app in body should match"),
+    Bad("selector-unicode-value", "IncidentPolicy",
+        {"spec.targets.selector.matchLabels": {"app": "ch\u00e9ckout"}},
+        "spec.targets.selector.matchLabels.app: Invalid value: "),
+    Bad("selector-expression-bad-key", "IncidentPolicy",
+        {"spec.targets.selector.matchExpressions": [{"key": "bad key!", "operator": "Exists"}]},
+        "spec.targets.selector.matchExpressions[0].key: Invalid value: \"bad key!\": "
+        "spec.targets.selector.matchExpressions[0].key in body should match"),
+    Bad("namespace-selector-bad-value", "IncidentPolicy",
+        {"spec.targets.namespaceSelector": {"matchLabels": {"team": "a b"}}},
+        "spec.targets.namespaceSelector.matchLabels.team: Invalid value: \"a b\": "
+        "spec.targets.namespaceSelector.matchLabels.team in body should match"),
     Bad("policy-without-runbook", "IncidentPolicy", {"spec.runbookRef": DELETE},
         "spec.runbookRef: Required value"),
     Bad("policy-unknown-mode", "IncidentPolicy", {"spec.mode": "yolo"},
@@ -342,6 +403,8 @@ BAD = [
         "assignee: set spec.actionItems[].assignee on every item before closing"),
     Bad("incident-target-not-deployment", "Incident", {"spec.target.kind": "StatefulSet"},
         "spec.target.kind: Unsupported value: \"StatefulSet\": supported values: \"Deployment\""),
+    Bad("incident-without-mode", "Incident", {"spec.mode": DELETE},
+        "spec.mode: Required value"),
     Bad("incident-bad-runbook-id", "Incident", {"spec.runbook.id": "rb-001"},
         "spec.runbook.id: Invalid value: \"rb-001\": spec.runbook.id in body should match "
         "'^RB-[0-9]{3,}$'"),
@@ -406,6 +469,44 @@ def test_the_bad_cases_are_many_and_distinct():
     assert len({json.dumps(b.changes, default=str, sort_keys=True) + b.kind
                 for b in BAD}) == len(BAD)
 
+
+
+IMMUTABLE = [
+    ("target-name", {"target": {"kind": "Deployment", "namespace": "shop", "name": "payments"}},
+     "spec.target: Invalid value: spec.target cannot change: an incident is about "
+     "one workload and its freeze, rollback and pages were for it. Close this incident "
+     "(spec.close with action items) or delete it, and open a new one for the other target"),
+    ("target-namespace", {"target": {"kind": "Deployment", "namespace": "bank",
+                                     "name": "checkout"}},
+     "spec.target: Invalid value: spec.target cannot change"),
+    ("runbook", {"runbook": {"name": "rb-002", "id": "RB-002"}},
+     "spec.runbook: Invalid value: spec.runbook cannot change: its steps already ran "
+     "for this incident. Close this incident and open a new one with the other runbook; to "
+     "change how serious it is, patch spec.severity"),
+    ("policy", {"policy": "other-policy"},
+     "spec.policy: Invalid value: spec.policy cannot change: the incident runs with "
+     "the policy that opened it"),
+    ("policy-removed", {"policy": None},
+     "spec.policy: Invalid value: spec.policy cannot change"),
+    ("mode", {"mode": "dryRun"},
+     "spec.mode: Invalid value: spec.mode cannot change: the steps already ran (or "
+     "were planned) in this mode"),
+]
+
+
+@pytest.mark.parametrize(("field", "change", "message"), IMMUTABLE,
+                         ids=[i[0] for i in IMMUTABLE])
+def test_what_defines_an_incident_cannot_change(env, crds, namespace, field, change, message):
+    apply(env, namespace, incident())
+    result = env.kubectl("patch", "incident", "inc-test", "--type=merge",
+                         "-p", json.dumps({"spec": change}), namespace=namespace, check=False)
+    assert result.returncode != 0, f"{field} was changed:\n{result.stdout}"
+    assert message in result.stdout + result.stderr
+    # what people add to an incident still changes
+    env.kubectl("patch", "incident", "inc-test", "--type=merge", "-p", json.dumps(
+        {"spec": {"severity": "SEV1", "acknowledgements": [{"role": "release-owner",
+                                                            "by": "ada"}]}}),
+                namespace=namespace)
 
 
 def test_get_incidents_prints_the_status_board(env, crds, namespace):
@@ -611,3 +712,26 @@ def test_list_maps_where_the_contract_says_so():
         docs[kind]["spec"]["versions"][0]["schema"]["openAPIV3Schema"])
         if n.get("pattern") == DURATION_PATTERN]
     assert len(durations) > 30
+
+
+def test_every_duration_is_bounded_and_says_its_range():
+    """Each duration field carries a rule with a lowest and highest value, and its
+    description (kubectl explain) says them."""
+    problems = []
+    for kind, doc in crd_documents().items():
+        root = doc["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        for path, node in walk(root):
+            if node.get("pattern") != DURATION_PATTERN:
+                continue
+            rules = " ".join(r["rule"] for r in node.get("x-kubernetes-validations", []))
+            bounds = re.search(r'duration\(self\) >= duration\("(\w+)"\) && duration\(self\) '
+                               r'<= duration\("(\w+)"\)', rules)
+            if bounds is None:
+                problems.append(f"{kind}{path}: no bounds")
+                continue
+            low, high = bounds.groups()
+            if low != ("0s" if path.endswith("gracePeriod") else "1s"):
+                problems.append(f"{kind}{path}: lowest {low}")
+            if f"A duration from {low} to {high}" not in node["description"]:
+                problems.append(f"{kind}{path}: description does not say {low} to {high}")
+    assert problems == []

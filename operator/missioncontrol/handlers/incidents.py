@@ -8,11 +8,11 @@ from dataclasses import replace
 
 import kopf
 
-from .. import GROUP, VERSION, comms
+from .. import GROUP, VERSION, comms, intake
 from .. import incident as inc
 from ..actions import freeze as freezing
 from ..engine import Run
-from ..kube import Unavailable
+from ..kube import ApiException, Unavailable
 from ..records import from_dict, to_dict
 
 
@@ -39,6 +39,32 @@ async def drive_incident(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonS
     run = Run(memo.engine, _plain(body))
     await run.drive(stopped, lambda: {**_plain(body), "status": to_dict(run.status)},
                     closed=lambda: (body.get("status") or {}).get("phase") == inc.CLOSED)
+
+
+def _declared(body: kopf.Body, status: kopf.Status, **_: object) -> bool:
+    return not (status or {}).get("phase") and not intake.opened_by_policy(dict(body))
+
+
+@kopf.on.resume(GROUP, VERSION, "incidents", when=_declared)
+@kopf.on.create(GROUP, VERSION, "incidents", when=_declared)
+async def take_in(body: kopf.Body, memo: kopf.Memo, **_: object) -> None:
+    """A hand-made incident: accepted (the drive daemon then runs it) or rejected, once."""
+    facts = await intake.read_facts(memo.kube, _plain(body))
+    verdict = intake.judge(facts)
+    status = intake.first_status(facts, verdict, memo.engine.clock())
+    try:
+        # Conditional on the version read: whoever wrote a status first, wins.
+        await memo.kube.call(
+            memo.kube.custom.patch_namespaced_custom_object_status, GROUP, VERSION,
+            body.metadata.namespace, "incidents", body.metadata.name,
+            {"metadata": {"resourceVersion": body.metadata.get("resourceVersion")},
+             "status": to_dict(status)})
+    except ApiException as exc:
+        if exc.status in (404, 409):
+            return
+        raise
+    kopf.event(body, type="Normal" if verdict.accepted else "Warning", reason=verdict.reason,
+               message=verdict.message)
 
 
 @kopf.on.field(GROUP, VERSION, "incidents", field="spec.close", new=True)
