@@ -37,15 +37,19 @@ def _needs_daemon(status: kopf.Status, **_: object) -> bool:
              cancellation_backoff=20, cancellation_timeout=10)
 async def drive_incident(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped,
                          **_: object) -> None:
+    missed = None
     while True:   # each turn: one tenure of this replica as leader
         fresh = await leadership.standby(memo, stopped, "Incident", body)
         if fresh is None:
             return
         run, tenure = Run(memo.engine, fresh), memo.leadership.tenure(stopped)
+        if missed is not None:
+            run.missed = missed   # an outage that cost us the Lease is still told, once
         await run.drive(tenure, lambda run=run: {**_plain(body), "status": to_dict(run.status)},
                         closed=lambda: (body.get("status") or {}).get("phase") == inc.CLOSED)
         if not tenure.lost:
             return
+        missed = run.missed
 
 
 @kopf.on.field(GROUP, VERSION, "incidents", field="spec.close", new=True)
