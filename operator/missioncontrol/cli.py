@@ -14,6 +14,7 @@ def _run(args: argparse.Namespace) -> int:
         # kopf logs in through the kubernetes client's loader, which reads $KUBECONFIG when
         # the client is first imported: set it before anything imports the client.
         os.environ["KUBECONFIG"] = args.kubeconfig
+    from . import durations
     from .main import Options, run
     from .webhook import WebhookOptions
 
@@ -23,8 +24,9 @@ def _run(args: argparse.Namespace) -> int:
         webhook = WebhookOptions(port=args.webhook_port, host=args.webhook_host,
                                  service=args.webhook_service,
                                  service_port=args.webhook_service_port, config_name=name,
-                                 secret=args.webhook_secret,
-                                 namespaces=tuple(args.namespace))
+                                 url=args.webhook_url, secret=args.webhook_secret,
+                                 namespaces=tuple(args.namespace),
+                                 cert_validity=durations.parse(args.webhook_cert_validity))
     from .tenancy import default_protected, own_namespace
 
     protected = (default_protected(own_namespace()) if args.protected_namespaces is None
@@ -39,7 +41,8 @@ def _run(args: argparse.Namespace) -> int:
         tick=args.tick, redeliver_every=args.redeliver_every,
         delivery_expiry=args.delivery_expiry, standalone=args.peering is None,
         priority=args.priority,
-        peering_name=args.peering or "mission-control")
+        peering_name=args.peering or "mission-control", lease=args.lease,
+        lease_duration=durations.parse(args.lease_duration), instance=args.instance)
     return run(options, verbose=args.verbose)
 
 
@@ -99,6 +102,12 @@ def parser() -> argparse.ArgumentParser:
                      help="reach the webhook through this Service instead of a URL")
     run.add_argument("--webhook-service-port", type=int, default=443,
                      help="the port of that Service (it forwards to --webhook-port)")
+    run.add_argument("--webhook-url", default=None, metavar="URL",
+                     help="URL mode behind a load balancer: the URL the API server calls "
+                          "(default: https://WEBHOOK_HOST:WEBHOOK_PORT/freeze)")
+    run.add_argument("--webhook-cert-validity", default="720h", metavar="DURATION",
+                     help="validity of each webhook certificate made; renewed at two thirds "
+                          "of it (default 720h: 30 days)")
     run.add_argument("--webhook-secret", default=None, metavar="NAMESPACE/NAME",
                      help="keep the webhook's certificate in this Secret, so that every "
                           "replica serves the same one (made by the first to start)")
@@ -113,10 +122,16 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--delivery-expiry", type=float, default=86400.0, metavar="SECONDS",
                      help="give up a notification not delivered within this long of its "
                           "first attempt (the all-clear: of the resolution)")
+    run.add_argument("--lease", default=None, metavar="NAMESPACE/NAME",
+                     help="the coordination.k8s.io Lease that picks the one replica that acts "
+                          "(default: the pod's namespace, else the first --namespace, else "
+                          "default; named mission-control[-INSTANCE])")
+    run.add_argument("--lease-duration", default="15s", metavar="DURATION",
+                     help="a leader that stops renewing the Lease is replaced after this long")
     run.add_argument("--peering", default=None, metavar="NAME",
-                     help="run as one of several replicas with kopf peering NAME")
+                     help="also use kopf peering NAME (not needed: the Lease decides who acts)")
     run.add_argument("--priority", type=int, default=0,
-                     help="peering priority (replicas need distinct priorities)")
+                     help="kopf peering priority (peered replicas need distinct priorities)")
     run.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     run.set_defaults(func=_run)
 

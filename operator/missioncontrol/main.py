@@ -4,15 +4,22 @@ registers every handler module."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 
 import kopf
+from aiohttp import web
 from prometheus_client import start_http_server
 
-from . import guard, metrics, tenancy, timeutil
+from . import guard, metrics, tenancy, timeutil, webhook, webhookcerts
 from .engine import Engine
+from .freezeindex import FreezeIndex
+from .handlers import freeze
 from .kube import Kube, load_client
+from .leadership import DURATION, Leadership, default_namespace
 from .signals.prometheus import Prometheus
 from .webhook import WebhookOptions
 
@@ -37,11 +44,22 @@ class Options:
     protected_namespaces: tuple[str, ...] = tenancy.SYSTEM_NAMESPACES
     reference_namespaces: tuple[str, ...] = ()
     cluster_policy_namespaces: tuple[str, ...] = ()
+    lease: str | None = None          # "namespace/name"; default: see lease_ref
+    lease_duration: float = DURATION
+    instance: str = ""
+
+    @property
+    def lease_ref(self) -> tuple[str, str]:
+        if self.lease:
+            namespace, name = self.lease.split("/", 1)
+            return namespace, name
+        return (default_namespace(self.namespaces),
+                "mission-control" + (f"-{self.instance}" if self.instance else ""))
 
 
 def register() -> None:
     """Importing a handler module registers its kopf handlers."""
-    from .handlers import catalogue, freeze, incidents, policies, startup  # noqa: F401
+    from .handlers import catalogue, incidents, policies, startup  # noqa: F401
 
 
 def build_memo(options: Options) -> kopf.Memo:
@@ -56,6 +74,8 @@ def build_memo(options: Options) -> kopf.Memo:
                          force_dry_run=options.dry_run, tick=options.tick,
                          redeliver_every=options.redeliver_every,
                          delivery_expiry=options.delivery_expiry)
+    namespace, name = options.lease_ref
+    memo.leadership = Leadership(kube, namespace, name, duration=options.lease_duration)
     return memo
 
 
@@ -77,12 +97,59 @@ def run(options: Options, *, verbose: bool = False) -> int:
     if options.metrics_port:
         start_http_server(options.metrics_port, addr="0.0.0.0")
         log.info("metrics on :%d/metrics", options.metrics_port)
+    asyncio.run(operate(options))
+    return 0
+
+
+async def operate(options: Options) -> None:
+    """The Lease, the freeze webhook and kopf, side by side; on the way out the Lease is
+    handed over at once, so a standby takes over without waiting for it to expire."""
+    memo = build_memo(options)
     liveness = (f"http://0.0.0.0:{options.liveness_port}/healthz"
                 if options.liveness_port else None)
-    asyncio.run(kopf.operator(
-        clusterwide=not options.namespaces,
-        namespaces=list(options.namespaces),
-        liveness_endpoint=liveness,
-        memo=build_memo(options),
-    ))
-    return 0
+    lease = asyncio.create_task(memo.leadership.keep(), name="leader lease")
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            if options.webhook is not None:
+                await stack.enter_async_context(_freeze_webhook(memo.kube, options))
+            await kopf.operator(clusterwide=not options.namespaces,
+                                namespaces=list(options.namespaces),
+                                liveness_endpoint=liveness, memo=memo)
+    finally:
+        lease.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await lease
+        await memo.leadership.release()
+
+
+@contextlib.asynccontextmanager
+async def _freeze_webhook(kube: Kube, options: Options) -> AsyncIterator[None]:
+    """Every replica serves the freeze webhook, leader or not: from its own cache of open
+    incidents, with the certificate all replicas share and renew."""
+    hook = options.webhook
+    store = (webhookcerts.SecretStore(kube, hook.secret) if hook.secret
+             else webhookcerts.MemoryStore())
+
+    async def trust(bundle: bytes) -> None:
+        await webhook.trust(kube, hook, bundle, now=time.time(), keep_others=store.shared)
+
+    serving = webhookcerts.Serving()
+    keeper = webhookcerts.Keeper(store, serving, trust, webhook.hosts(hook),
+                                 webhookcerts.Timing(hook.cert_validity))
+    index = FreezeIndex(kube, options.namespaces).start()
+    runner: web.AppRunner | None = None
+    renewing: asyncio.Task | None = None
+    try:
+        await keeper.round()   # a certificate to serve, and the configuration trusting it
+        await index.wait_synced(10)
+        runner = await webhook.serve(hook, serving.context, freeze.app(index))
+        renewing = asyncio.create_task(keeper.keep(), name="webhook certificate")
+        log.info("freeze webhook %s installed, serving on :%d", hook.config_name, hook.port)
+        yield
+    finally:
+        if renewing:
+            renewing.cancel()
+        if runner:
+            await runner.cleanup()
+        index.stop()
+        serving.close()

@@ -36,3 +36,18 @@ TIME_TO_RESOLVE = Histogram(
 SECONDS_SINCE_API_SUCCESS = Gauge(
     "missioncontrol_seconds_since_last_api_success",
     "Seconds since a Kubernetes API call of the operator last succeeded.")
+
+LEADER = Gauge(
+    "missioncontrol_leader",
+    "1 while this replica holds the leader Lease and acts; 0 while it stands by.", ["identity"])
+FREEZE_ADMISSIONS = Counter(
+    "missioncontrol_freeze_admissions_total",
+    "Freeze webhook answers by verdict (allowed, refused, error).", ["verdict"])
+WEBHOOK_CERT_EXPIRY = Gauge(
+    "missioncontrol_webhook_certificate_expiry_timestamp_seconds",
+    "When the freeze webhook's serving certificate, as this replica serves it, expires "
+    "(Unix time).")
+WEBHOOK_CERT_RENEWALS = Counter(
+    "missioncontrol_webhook_certificate_renewals_total",
+    "Changes this replica made to the shared webhook certificate, by step (create, replace, "
+    "stage, promote, prune).", ["step"])

@@ -1,5 +1,9 @@
-"""The admission webhook's plumbing: our own CA and serving certificate (made with
-`cryptography`), kopf's webhook server, and the ValidatingWebhookConfiguration we manage.
+"""The admission webhook's plumbing: our own HTTPS server (aiohttp, with the certificate that
+webhookcerts.py keeps), and the ValidatingWebhookConfiguration we manage.
+
+Not kopf's webhook server: kopf logs every refusal as a handler that "failed permanently", and
+loads its certificate once; ours logs a refusal as what it is (handlers/freeze.py) and serves a
+renewed certificate from the next connection on.
 
 Failure policy: Fail. The configuration's selectors send the API server only requests about
 Deployments labelled frozen, or in a namespace labelled frozen. So if the operator is down,
@@ -10,19 +14,17 @@ configuration)."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
-import kopf
+from aiohttp import web
 
 from . import tls
 from .actions.freeze import FROZEN
 from .kube import ApiException, Kube
 
-HANDLER_PATH = "freeze"   # kopf serves each validating handler at /<handler id>
+HANDLER_PATH = "freeze"
+VALIDITY = 30 * 24 * 3600.0   # a new certificate's validity; renewed at two thirds of it
 
 
 @dataclass(frozen=True)
@@ -32,83 +34,30 @@ class WebhookOptions:
     listen: str = "0.0.0.0"
     service: str | None = None        # "namespace/name": reach us through a Service instead
     service_port: int = 443           # the Service's port (it forwards to `port`)
+    url: str | None = None            # URL mode behind a balancer: the URL the API server calls
     config_name: str = "mission-control-freeze"
     namespaces: tuple[str, ...] = ()  # limit the webhook to these namespaces (none: all)
     secret: str | None = None         # "namespace/name": share the certificate (HA replicas)
+    cert_validity: float = VALIDITY
 
 
-@dataclass(frozen=True)
-class Certificates:
-    ca: bytes
-    certfile: str
-    pkeyfile: str
-    cafile: str
-    directory: str
-
-
-def make_certificates(options: WebhookOptions) -> Certificates:
-    directory = Path(tempfile.mkdtemp(prefix="missioncontrol-webhook-"))
-    ca = tls.make_ca(directory, "mission-control-webhook-ca")
-    hosts = ["localhost", "127.0.0.1", options.host]
+def hosts(options: WebhookOptions) -> tuple[str, ...]:
+    """The names the serving certificate is valid for; the last is its common name."""
+    names = ["localhost", "127.0.0.1", options.host]
+    if options.url:
+        names.append(options.url.split("://", 1)[-1].split("/", 1)[0].rsplit(":", 1)[0])
     if options.service:
         namespace, name = options.service.split("/", 1)
-        hosts += [f"{name}.{namespace}.svc", f"{name}.{namespace}.svc.cluster.local"]
-    serving = tls.issue(ca, directory, "webhook", common_name=hosts[-1],
-                        hosts=tuple(dict.fromkeys(hosts)))
-    return Certificates(ca.cert.read_bytes(), str(serving.cert), str(serving.key),
-                        str(ca.cert), str(directory))
+        names += [f"{name}.{namespace}.svc", f"{name}.{namespace}.svc.cluster.local"]
+    return tuple(dict.fromkeys(names))
 
 
-async def shared_certificates(kube: Kube, options: WebhookOptions) -> Certificates:
-    """The certificate every replica serves, kept in a Secret: the first replica to start
-    makes it, the others read it. (Each making its own CA would leave the webhook
-    configuration trusting only the last replica to start.)"""
-    namespace, name = options.secret.split("/", 1)
-    for _ in range(3):
-        try:
-            secret = await kube.json(kube.core.read_namespaced_secret, name, namespace)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-        else:
-            return await asyncio.to_thread(_from_secret, secret.get("data") or {})
-        certs = await asyncio.to_thread(make_certificates, options)
-        data = await asyncio.to_thread(_secret_data, certs)
-        body = {"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
-                "metadata": {"name": name, "namespace": namespace,
-                             "labels": {"app.kubernetes.io/managed-by": "mission-control"}},
-                "data": data}
-        try:
-            await kube.call(kube.core.create_namespaced_secret, namespace, body)
-            return certs
-        except ApiException as exc:
-            if exc.status != 409:   # another replica made it first: read theirs
-                raise
-    raise RuntimeError(f"could not read or create the webhook Secret {options.secret}")
-
-
-def _secret_data(certs: Certificates) -> dict[str, str]:
-    return {key: base64.b64encode(Path(path).read_bytes()).decode()
-            for key, path in (("ca.crt", certs.cafile), ("tls.crt", certs.certfile),
-                              ("tls.key", certs.pkeyfile))}
-
-
-def _from_secret(data: dict) -> Certificates:
-    directory = Path(tempfile.mkdtemp(prefix="missioncontrol-webhook-"))
-    paths = {}
-    for key in ("ca.crt", "tls.crt", "tls.key"):
-        path = directory / key
-        path.write_bytes(base64.b64decode(data[key]))
-        path.chmod(0o600)
-        paths[key] = str(path)
-    return Certificates(Path(paths["ca.crt"]).read_bytes(), paths["tls.crt"], paths["tls.key"],
-                        paths["ca.crt"], str(directory))
-
-
-def server(options: WebhookOptions, certs: Certificates) -> kopf.WebhookServer:
-    return kopf.WebhookServer(addr=options.listen, port=options.port, host=options.host,
-                              certfile=certs.certfile, pkeyfile=certs.pkeyfile,
-                              cafile=certs.cafile)
+async def serve(options: WebhookOptions, context: object, app: web.Application) -> web.AppRunner:
+    """Start answering on options.listen:options.port; the caller cleans the runner up."""
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, options.listen, options.port, ssl_context=context).start()
+    return runner
 
 
 def configuration(options: WebhookOptions, ca: bytes) -> dict:
@@ -117,7 +66,8 @@ def configuration(options: WebhookOptions, ca: bytes) -> dict:
         client_config = {"service": {"namespace": namespace, "name": name,
                                      "path": f"/{HANDLER_PATH}", "port": options.service_port}}
     else:
-        client_config = {"url": f"https://{options.host}:{options.port}/{HANDLER_PATH}"}
+        client_config = {"url": options.url
+                         or f"https://{options.host}:{options.port}/{HANDLER_PATH}"}
     client_config["caBundle"] = base64.b64encode(ca).decode()
     only = ([{"key": "kubernetes.io/metadata.name", "operator": "In",
               "values": list(options.namespaces)}] if options.namespaces else [])
@@ -142,17 +92,80 @@ def configuration(options: WebhookOptions, ca: bytes) -> dict:
     }
 
 
-async def install(kube: Kube, options: WebhookOptions, ca: bytes) -> None:
-    body = configuration(options, ca)
+async def trust(kube: Kube, options: WebhookOptions, bundle: bytes, *, now: float,
+                keep_others: bool) -> None:
+    """Make the webhook configuration ours, trusting `bundle`. With `keep_others` (replicas
+    sharing a Secret) a CA the configuration trusts already is kept until it expires: a replica
+    that has not read a renewal yet must never take the new CA out again. Replicas writing at
+    once: the write that loses (409) reads again and merges."""
+    for _ in range(5):
+        try:
+            await _trust_once(kube, options, bundle, now=now, keep_others=keep_others)
+            return
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+    raise RuntimeError(f"could not write the webhook configuration {options.config_name}: "
+                       "it kept changing under us")
+
+
+async def _trust_once(kube: Kube, options: WebhookOptions, bundle: bytes, *, now: float,
+                      keep_others: bool) -> None:
     api = kube.admission
     try:
-        current = await kube.call(api.read_validating_webhook_configuration,
-                                  options.config_name)
-        body["metadata"]["resourceVersion"] = current.metadata.resource_version
-        await kube.call(api.replace_validating_webhook_configuration, options.config_name, body)
+        current = await kube.json(api.read_validating_webhook_configuration,
+                                  options.config_name, _request_timeout=10)
     except ApiException as exc:
         if exc.status != 404:
             raise
-        # Outside the shipped manifests (a development run with an admin kubeconfig): the
-        # installs ship the object, so their role needs no "create".
-        await kube.call(api.create_validating_webhook_configuration, body)
+        # Outside the shipped manifests (a development run with an admin kubeconfig) it is
+        # created; the installs ship the object, so their role needs no "create".
+        current = None
+    cas = tls.split_bundle(bundle)
+    if current is not None and keep_others:
+        cas = [*cas, *trusted(current)]
+    # Sorted: replicas that agree on the set must write the same bytes, or they would take
+    # turns replacing the configuration.
+    cas = sorted(ca for ca in set(cas) if tls.window(ca)[1] > now) or tls.split_bundle(bundle)
+    body = configuration(options, b"".join(cas))
+    if current is None:
+        await kube.call(api.create_validating_webhook_configuration, body, _request_timeout=10)
+        return
+    if _same(current, body):
+        return
+    body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+    await kube.call(api.replace_validating_webhook_configuration, options.config_name, body,
+                    _request_timeout=10)
+
+
+def trusted(config: dict) -> list[bytes]:
+    """The CAs a webhook configuration trusts (every webhook in it carries the same bundle)."""
+    found: list[bytes] = []
+    for hook in config.get("webhooks") or []:
+        data = (hook.get("clientConfig") or {}).get("caBundle")
+        if data:
+            try:
+                found += tls.split_bundle(base64.b64decode(data))
+            except ValueError:
+                continue
+    return list(dict.fromkeys(found))
+
+
+def _same(current: dict, desired: dict) -> bool:
+    """Whether what we set is in place (the API server adds defaults of its own)."""
+    have = {h["name"]: h for h in current.get("webhooks") or []}
+    for hook in desired["webhooks"]:
+        live = have.pop(hook["name"], None)
+        if live is None or any(_pruned(live.get(key)) != _pruned(value)
+                               for key, value in hook.items()):
+            return False
+    return not have
+
+
+def _pruned(value: object) -> object:
+    """Without empty lists, maps and nulls, which the API server may drop or add."""
+    if isinstance(value, dict):
+        return {k: p for k, v in value.items() if (p := _pruned(v)) not in (None, [], {})}
+    if isinstance(value, list):
+        return [_pruned(v) for v in value]
+    return value

@@ -27,6 +27,7 @@ SA_NAMESPACE = SA_NAME = "mission-control"
 SUBJECT = f"system:serviceaccount:{SA_NAMESPACE}:{SA_NAME}"
 WEBHOOK_CONFIG = "mission-control-freeze"   # the name without --instance, as deployed
 WEBHOOK_SECRET = "mission-control-webhook-tls"  # --webhook-secret, as deployed
+LEASE = "mission-control"                       # --lease, as deployed
 # What an RBAC refusal looks like in the operator's log: the client's "403 Forbidden", kopf's
 # "Code: 403" and its "Not enough permissions" fallbacks. A bare 403 preceded by a comma or
 # digit is a log timestamp's milliseconds or part of a number, not a status.
@@ -120,7 +121,8 @@ def sa_operator(env, namespace: str, kubeconfig: Path, tmp_path: Path):
         op = OperatorProcess(kubeconfig, namespace, tmp_path / "operator-sa.log",
                              prometheus_url=env.prometheus_url,
                              extra=("--instance", "",   # last --instance wins
-                                    "--webhook-secret", f"{SA_NAMESPACE}/{WEBHOOK_SECRET}"),
+                                    "--webhook-secret", f"{SA_NAMESPACE}/{WEBHOOK_SECRET}",
+                                    "--lease", f"{SA_NAMESPACE}/{LEASE}"),
                              ).start()
         started.append(op)
         return op
@@ -168,6 +170,10 @@ def test_the_service_account_can_do_only_what_the_operator_needs(env, rbac, name
          WEBHOOK_CONFIG),
         ("watch", "customresourcedefinitions.apiextensions.k8s.io"),
         ("patch", "clusterkopfpeerings.kopf.dev", None, "mission-control"),
+        ("update", "secrets", SA_NAMESPACE, WEBHOOK_SECRET),
+        ("create", "leases.coordination.k8s.io", SA_NAMESPACE),
+        ("update", "leases.coordination.k8s.io", SA_NAMESPACE, LEASE),
+        ("get", "leases.coordination.k8s.io", SA_NAMESPACE, LEASE),
         ("watch", "kopfpeerings.kopf.dev", ns),
     ]
     refused = [
@@ -194,6 +200,9 @@ def test_the_service_account_can_do_only_what_the_operator_needs(env, rbac, name
         ("escalate", "clusterroles.rbac.authorization.k8s.io"),
         ("impersonate", "users"), ("create", "serviceaccounts/token", ns),
         ("delete", "clusterkopfpeerings.kopf.dev"), ("*", "*"),
+        ("update", "secrets", ns, "route"), ("update", "secrets", SA_NAMESPACE, "other"),
+        ("update", "leases.coordination.k8s.io", SA_NAMESPACE, "kube-controller-manager"),
+        ("create", "leases.coordination.k8s.io", ns),
     ]
     wrong = ([f"cannot {a}" for a in granted if not allowed(env, *a)]
              + [f"can {r}" for r in refused if allowed(env, *r)])

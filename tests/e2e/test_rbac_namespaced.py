@@ -121,6 +121,14 @@ def test_the_namespaced_install_reaches_only_the_guarded_namespace(env, namespac
         wrong.append("cannot get its webhook certificate")
     if can_i(env, "get", "secrets/other", f"--namespace={SA_NAMESPACE}"):
         wrong.append(f"can get other Secrets in {SA_NAMESPACE}")
+    # The leader Lease: its own, in its own namespace, and no other.
+    for verb in ("get", "update"):
+        if not can_i(env, verb, "leases.coordination.k8s.io/mission-control",
+                     f"--namespace={SA_NAMESPACE}"):
+            wrong.append(f"cannot {verb} its Lease")
+        if can_i(env, verb, "leases.coordination.k8s.io/kube-controller-manager",
+                 "--namespace=kube-system"):
+            wrong.append(f"can {verb} kube-system's Leases")
     assert not wrong, wrong
 
 

@@ -98,11 +98,11 @@ class ControlPlane:
         pki.mkdir(parents=True, exist_ok=True)
         logs = self.workdir / "logs"
         ca = tls.make_ca(pki)
-        serving = tls.issue(ca, pki, "apiserver", common_name="kube-apiserver", hosts=(
+        serving = tls.issue(ca, pki, "apiserver", subject=tls.Subject("kube-apiserver", hosts=(
             "localhost", "127.0.0.1", "10.0.0.1", "kubernetes", "kubernetes.default",
-            "kubernetes.default.svc", "kubernetes.default.svc.cluster.local"))
-        admin = tls.issue(ca, pki, "admin", common_name="admin", org="system:masters",
-                          client=True)
+            "kubernetes.default.svc", "kubernetes.default.svc.cluster.local")))
+        admin = tls.issue(ca, pki, "admin",
+                          subject=tls.Subject("admin", org="system:masters", client=True))
         sa = tls.make_signing_key(pki)
 
         etcd_port, etcd_peer = free_port(), free_port()

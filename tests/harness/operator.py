@@ -20,6 +20,8 @@ class OperatorProcess:
     prometheus_url: str | None = None
     extra: tuple[str, ...] = ()
     tick: float = 0.5
+    # Short, so a test that kills an operator and starts another waits seconds for the Lease.
+    lease_duration: str = "6s"
     proc: Proc | None = None
     liveness_port: int = field(default_factory=free_port)
     metrics_port: int = field(default_factory=free_port)
@@ -39,7 +41,8 @@ class OperatorProcess:
                 "--instance", self.namespace, "--tick", str(self.tick),
                 "--liveness-port", str(self.liveness_port),
                 "--metrics-port", str(self.metrics_port),
-                "--webhook-port", str(self.webhook_port), *self.extra]
+                "--webhook-port", str(self.webhook_port),
+                "--lease-duration", self.lease_duration, *self.extra]
         if self.prometheus_url:
             argv += ["--prometheus-url", self.prometheus_url]
         self.proc = Proc("missionctl", argv, self.log, env=dict(os.environ)).start()

@@ -1,5 +1,6 @@
 """Incident: a daemon drives each open incident (engine.py); closing is a request in spec
-that the API only accepts with action items; an index of active freezes serves the webhook."""
+that the API only accepts with action items. Only the replica holding the leader Lease acts
+(leadership.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from dataclasses import replace
 
 import kopf
 
-from .. import GROUP, VERSION, comms, intake
+from .. import GROUP, VERSION, comms, intake, leadership
 from .. import incident as inc
 from ..actions import freeze as freezing
 from ..engine import Run
@@ -36,9 +37,19 @@ def _needs_daemon(status: kopf.Status, **_: object) -> bool:
              cancellation_backoff=20, cancellation_timeout=10)
 async def drive_incident(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped,
                          **_: object) -> None:
-    run = Run(memo.engine, _plain(body))
-    await run.drive(stopped, lambda: {**_plain(body), "status": to_dict(run.status)},
-                    closed=lambda: (body.get("status") or {}).get("phase") == inc.CLOSED)
+    missed = None
+    while True:   # each turn: one tenure of this replica as leader
+        fresh = await leadership.standby(memo, stopped, "Incident", body)
+        if fresh is None:
+            return
+        run, tenure = Run(memo.engine, fresh), memo.leadership.tenure(stopped)
+        if missed is not None:
+            run.missed = missed   # an outage that cost us the Lease is still told, once
+        await run.drive(tenure, lambda run=run: {**_plain(body), "status": to_dict(run.status)},
+                        closed=lambda: (body.get("status") or {}).get("phase") == inc.CLOSED)
+        if not tenure.lost:
+            return
+        missed = run.missed
 
 
 def _declared(body: kopf.Body, status: kopf.Status, **_: object) -> bool:
@@ -78,7 +89,10 @@ async def close_incident(body: kopf.Body, memo: kopf.Memo, logger: logging.Logge
 
 
 async def _close(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger) -> None:
-    status = from_dict(inc.IncidentStatus, body.get("status"))
+    current = await leadership.closed_or_leading(memo, body, done=_closed)
+    if current is None:
+        return   # the leader closed it
+    status = from_dict(inc.IncidentStatus, current.get("status"))
     if status.phase == inc.CLOSED:
         return
     items = body.spec.get("actionItems") or []
@@ -102,16 +116,8 @@ async def _close(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger) -> No
     logger.info("closed")
 
 
-@kopf.index(GROUP, VERSION, "incidents")
-def freezes(body: kopf.Body, **_: object) -> dict:
-    """Active freezes by object ("Deployment/ns/name" or "Namespace/ns")."""
-    freeze = (body.get("status") or {}).get("freeze") or {}
-    if not freeze.get("active"):
-        return {}
-    entry = {"incident": body.metadata.name, "namespace": body.metadata.namespace,
-             "allowed": freeze.get("allowedTemplateHash"),
-             "toRevision": ((body.get("status") or {}).get("rollback") or {}).get("toRevision")}
-    return {obj: entry for obj in freeze.get("objects") or []}
+def _closed(incident: dict) -> bool:
+    return (incident.get("status") or {}).get("phase") == inc.CLOSED
 
 
 def _plain(body: kopf.Body) -> dict:

@@ -6,7 +6,7 @@ import logging
 
 import kopf
 
-from .. import GROUP, VERSION, conditions, guard, timeutil
+from .. import GROUP, VERSION, conditions, guard, leadership, timeutil
 from ..kube import ApiException, Backoff, Missed, Unavailable
 from ..records import from_dict, to_dict
 
@@ -20,6 +20,10 @@ async def guard_policy(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonSto
     # An API server outage is waited out here, never left to kopf's daemon backoff (60 s).
     backoff, missed = Backoff(), Missed()
     while not stopped:
+        if not memo.leadership.leading:   # another replica guards; resume from its last write
+            fresh = await leadership.standby(memo, stopped, "IncidentPolicy", body)
+            status = dict((fresh or body).get("status") or {})
+            continue
         current = {"metadata": dict(body.metadata), "spec": dict(body.spec), "status": status}
         try:
             result = await guard.tick(memo.guard, current)
