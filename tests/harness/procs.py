@@ -3,6 +3,7 @@ stop with SIGTERM then SIGKILL."""
 
 from __future__ import annotations
 
+import random
 import signal
 import socket
 import subprocess
@@ -16,10 +17,42 @@ class HarnessError(RuntimeError):
     """A component of the local cluster could not start."""
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
+    """A port nobody listens on, below the kernel's ephemeral range. A port from bind(0) lies
+    inside that range, so an outgoing connection can take it as its local port before the
+    server that was given it binds (seen: an operator's liveness port "already in use" in a
+    test that makes many connections). Never the same port twice in one session."""
+    low, high = _below_ephemeral()
+    for _ in range(500):
+        port = random.randint(low, high)
+        if port not in _HANDED_OUT and _bindable(port):
+            _HANDED_OUT.add(port)
+            return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def _below_ephemeral() -> tuple[int, int]:
+    try:
+        first = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        first = 32768
+    return (10000, first - 1) if first > 11000 else (first // 2, first - 1)
+
+
+def _bindable(port: int) -> bool:
+    # 0.0.0.0: some servers (kopf's probes) bind every address, which conflicts with a socket
+    # on 127.0.0.1 as well.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
 
 
 def wait_for(
