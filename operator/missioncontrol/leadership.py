@@ -240,7 +240,11 @@ async def standby(memo: Any, stopped: Any, kind: str, body: Mapping[str, Any]) -
     if not await memo.leadership.wait_leading(stopped):
         return None
     try:
-        return await memo.kube.get(kind, metadata["namespace"], metadata["name"])
+        # Through an outage (a lease lost to one is taken back as the API server returns, when
+        # it may still refuse a call or two): wait at the API client's pace, never fail the
+        # daemon into kopf's 60 s backoff.
+        return await memo.kube.patiently(
+            lambda: memo.kube.get(kind, metadata["namespace"], metadata["name"]))
     except ApiException as exc:
         log.warning("%s %s/%s: cannot read it after taking over (API %s): going on from the "
                     "watched copy", kind, metadata["namespace"], metadata["name"], exc.status)

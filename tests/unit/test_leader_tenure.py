@@ -123,3 +123,36 @@ def test_a_standby_leaves_a_close_to_the_leader_and_a_leader_acts() -> None:
     standby._renewed = clock.now   # now it leads: it acts on the object as it is
     assert asyncio.run(closed_or_leading(memo, BODY, done=closed, every=0.01)) == {
         key: BODY[key] for key in ("metadata", "spec", "status")}
+
+
+def test_a_new_leader_reads_its_object_through_an_outage() -> None:
+    """A lease lost to an API outage is taken back as the server returns, when a call may still
+    be refused: the daemon's first read waits at the client's pace instead of failing the
+    daemon into kopf's 60 s backoff (seen in the outage e2e test)."""
+    from missioncontrol.kube import Kube, Unavailable
+    from missioncontrol.leadership import standby
+
+    class Health:
+        async def pause(self, seconds: float) -> bool:
+            return False
+
+    class Flaky:
+        health = Health()
+        patiently = Kube.patiently
+
+        def __init__(self) -> None:
+            self.tries = 0
+
+        async def get(self, kind: str, namespace: str, name: str) -> dict:
+            self.tries += 1
+            if self.tries < 3:
+                raise Unavailable("connection refused", answered=False)
+            return BODY
+
+    clock = Clock()
+    lead = leadership(clock)
+    lead._renewed = clock.now
+    memo = Memo(lead, [])
+    memo.kube = Flaky()
+    assert asyncio.run(standby(memo, Stopped(), "Incident", BODY)) == BODY
+    assert memo.kube.tries == 3
