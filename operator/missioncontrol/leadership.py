@@ -232,7 +232,8 @@ class Tenure:
         return bool(self)
 
 
-async def standby(memo: Any, stopped: Any, kind: str, body: Mapping[str, Any]) -> dict | None:
+async def standby(memo: Any, stopped: Any, kind: str, body: Mapping[str, Any], *,
+                  missed: Callable[[Any], None] | None = None) -> dict | None:
     """A daemon's first words: wait until this replica leads, then the object as it is now (a
     live read: the last leader's writes may not have reached our watch yet; the watched body if
     the read fails). None when the daemon is stopped meanwhile, or the object is gone."""
@@ -244,7 +245,7 @@ async def standby(memo: Any, stopped: Any, kind: str, body: Mapping[str, Any]) -
         # it may still refuse a call or two): wait at the API client's pace, never fail the
         # daemon into kopf's 60 s backoff.
         return await memo.kube.patiently(
-            lambda: memo.kube.get(kind, metadata["namespace"], metadata["name"]))
+            lambda: memo.kube.get(kind, metadata["namespace"], metadata["name"]), missed=missed)
     except ApiException as exc:
         log.warning("%s %s/%s: cannot read it after taking over (API %s): going on from the "
                     "watched copy", kind, metadata["namespace"], metadata["name"], exc.status)

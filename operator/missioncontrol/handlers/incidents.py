@@ -13,7 +13,7 @@ from .. import GROUP, VERSION, comms, intake, leadership
 from .. import incident as inc
 from ..actions import freeze as freezing
 from ..engine import Run
-from ..kube import ApiException, Unavailable
+from ..kube import ApiException, Missed, Unavailable
 from ..records import from_dict, to_dict
 
 
@@ -37,14 +37,16 @@ def _needs_daemon(status: kopf.Status, **_: object) -> bool:
              cancellation_backoff=20, cancellation_timeout=10)
 async def drive_incident(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped,
                          **_: object) -> None:
-    missed = None
+    # An outage that delayed the first read, or cost us the Lease, is still told, once.
+    missed = Missed()
     while True:   # each turn: one tenure of this replica as leader
-        fresh = await leadership.standby(memo, stopped, "Incident", body)
+        fresh = await leadership.standby(
+            memo, stopped, "Incident", body,
+            missed=lambda exc, m=missed: m.add(memo.engine.clock(), exc))
         if fresh is None:
             return
         run, tenure = Run(memo.engine, fresh), memo.leadership.tenure(stopped)
-        if missed is not None:
-            run.missed = missed   # an outage that cost us the Lease is still told, once
+        run.missed = missed
         await run.drive(tenure, lambda run=run: {**_plain(body), "status": to_dict(run.status)},
                         closed=lambda: (body.get("status") or {}).get("phase") == inc.CLOSED)
         if not tenure.lost:
