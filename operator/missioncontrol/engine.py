@@ -386,7 +386,7 @@ class Run:
         return Pager(self.e.kube, loaded.ownership,
                      loaded.ownership.namespace if loaded.ownership else self.namespace,
                      self.brief(loaded), self.e.clock(), self.dry_run, self.record_page,
-                     self.status.pages, self.paging, self.e.delivery)
+                     lambda: self.status.pages, self.paging, self.e.delivery)
 
     async def page(self, loaded: Loaded, roles: tuple[str, ...], ask: Ask) -> list[inc.Page]:
         first = not any(p.outcome == "delivered" for p in self.status.pages)

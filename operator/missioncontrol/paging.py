@@ -121,7 +121,7 @@ class Pager:
     now: float
     dry_run: bool
     record: Record                    # writes a page's record into the Incident's status
-    already: tuple[Page, ...] = ()    # the pages in status as the round started
+    recorded: Callable[[], tuple[Page, ...]] = tuple   # the pages in status now
     busy: set = field(default_factory=set)   # deliveries under way in this process
     policy: Policy = DEFAULT_POLICY
 
@@ -145,23 +145,28 @@ async def page_roles(pager: Pager, *, roles: tuple[str, ...], ask: Ask) -> list[
     after, so a crash in between leaves a record that a restarted operator resends under
     the same key. `pager.busy` holds the deliveries under way in other tasks of this
     process: a key is claimed before the first await, so two callers never page the same
-    person."""
+    person. Whether a page was tried is read from the status at each page, not once at the
+    start: two callers paging the same roles (the notify step and the escalation's first
+    page) would otherwise each page someone the other had just paged, under two keys."""
     found, missing = recipients(pager.ownership, roles)
-    tried = {p.key for p in pager.already}
     summary = ask.summary[:1000]
     pages: list[Page] = []
+
+    def tried(page: Page) -> bool:
+        return page.key in pager.busy or any(p.key == page.key for p in pager.recorded())
+
     for role in missing:
         page = Page(role, "", "", ask.kind, pager.now, "failed", 0,
                     "nobody holds this role in the ServiceOwnership map", round=ask.round,
                     about=ask.about, summary=summary)
-        if ask.only_route is None and page.key not in tried:
+        if ask.only_route is None and not tried(page):
             await pager.record(page)
             pages.append(page)
     for who in found:
         page = Page(who.role, who.contact, who.route.type, ask.kind, pager.now,
                     "planned" if pager.dry_run else "sending", round=ask.round,
                     about=ask.about, summary=summary)
-        if page.key in tried or page.key in pager.busy:
+        if tried(page):
             continue
         if ask.only_route is not None and who.route.type != ask.only_route:
             continue

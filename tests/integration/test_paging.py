@@ -4,6 +4,7 @@ without sending, and a failed page is sent again word for word under the same ke
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import Iterator
 from dataclasses import replace
@@ -67,10 +68,46 @@ class Recorder:
         self.pages.append(page)
 
 
+    def status(self) -> tuple[Page, ...]:
+        """The pages as the Incident's status would hold them: one record per key."""
+        latest = {p.key: p for p in self.pages}
+        return tuple(latest.values())
+
+
 def pager(kube: Secrets, record: Recorder, *, now: float, already: tuple[Page, ...] = (),
           own: Ownership | None = None) -> Pager:
-    return Pager(kube, own or ownership(), "shop", BRIEF, now, False, record, already,
-                 policy=ONCE)
+    return Pager(kube, own or ownership(), "shop", BRIEF, now, False, record,
+                 lambda: already, policy=ONCE)
+
+
+async def test_two_callers_paging_the_same_roles_page_each_person_once(
+        receiver: Receiver) -> None:
+    """The notify step and the escalation's first page ask for the same roles, each with
+    its own Pager: while one waits on a slow receiver, the other must not page anyone the
+    first one has paged (or is paging), or that person gets two pages under two keys."""
+    kube = Secrets(ada=receiver.url("/ada"), bob=receiver.url("/bob"))
+    record = Recorder(receiver, kube)
+    own = Ownership("shop", "checkout", "checkout", (
+        ("release-owner", (Contact("ada", Route("Webhook", SecretRef("ada", "url"))),)),
+        ("oncall-backend", (Contact("bob", Route("Webhook", SecretRef("bob", "url"))),))))
+    receiver.script("/ada", Reply(status=503, delay=0.5))
+    receiver.script("/bob", Reply(status=503, delay=0.1))   # done while ada waits
+    busy: set = set()
+
+    def one(now: float) -> Pager:
+        return Pager(kube, own, "shop", BRIEF, now, False, record, record.status, busy,
+                     policy=ONCE)
+
+    ask = Ask("page", "readiness failed")
+    roles = ("release-owner", "oncall-backend")
+    first = asyncio.create_task(page_roles(one(T0), roles=roles, ask=ask))
+    await asyncio.sleep(0)   # the first caller claims ada before the second one starts
+    second = asyncio.create_task(page_roles(one(T0 + 1), roles=roles, ask=ask))
+    done = await first + await second
+    assert sorted(p.contact for p in done) == ["ada", "bob"]
+    for path in ("/ada", "/bob"):
+        assert len(receiver.requests(path)) == 1, path
+    assert sorted(p.contact for p in record.status()) == ["ada", "bob"]
 
 
 async def test_sending_is_recorded_after_the_secret_read_and_before_the_request(
