@@ -34,7 +34,7 @@ control-plane:
 deps: venv system-deps control-plane
 
 test: deps
-	$(PY) -m pytest
+	$(PY) -m pytest --durations=25
 
 unit: venv
 	$(PY) -m pytest tests/unit
