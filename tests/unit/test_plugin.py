@@ -73,8 +73,14 @@ def test_the_board_shows_slo_left_as_of_now_the_freeze_and_who_acknowledged() ->
 def test_the_slo_column_says_breached_met_or_nothing_yet() -> None:
     body = incident()
     assert view.slo_left(view.Incident.of(body), T0 + 1201) == "breached"
-    body["status"].update(phase="Resolved", slo={"deadline": at(1200), "status": "met"})
+    body["status"].update(phase="Resolved", resolvedAt=at(600),
+                          slo={"deadline": at(1200), "status": "10m left"})
     assert view.slo_left(view.Incident.of(body), T0 + 5000) == "met"
+    body["status"]["resolvedAt"] = at(1300)
+    assert view.slo_left(view.Incident.of(body), T0 + 5000) == "breached"
+    # Closed before it recovered: the clock stopped, nothing is "left".
+    body["status"].update(phase="Closed", resolvedAt=None)
+    assert view.slo_left(view.Incident.of(body), T0 + 700) == "-"
     body["status"] = {}
     assert view.board_row(body, T0, all_namespaces=False)[4:7] == ["-", "-", "-"]
 
@@ -90,7 +96,8 @@ def test_a_lifted_freeze_and_nobody_paged_read_plainly() -> None:
 # -- describe ---------------------------------------------------------------------------------
 def test_describe_reads_at_a_glance() -> None:
     text = view.describe(incident(acknowledgements=[
-        {"role": "release-owner", "by": "ada", "at": timeutil.iso(T0 + 60)}],
+        {"role": "release-owner", "by": "ada", "at": timeutil.iso(T0 + 60)},
+        {"role": "release-owner", "by": "bob", "at": timeutil.iso(T0 + 61)}],
         actionItems=[{"title": "Add a readiness gate", "assignee": "grace"}]), T0 + 300)
     lines = text.splitlines()
     assert lines[0].split() == ["Name:", "rb-001-checkout-r2"]
@@ -108,7 +115,9 @@ def test_describe_reads_at_a_glance() -> None:
     assert lines[rollback].split()[:4] == ["rollback", "rollback", "Succeeded", "3s"]
     page = next(line for line in lines if line.strip().startswith("release-owner") and
                 "delivered" in line)
-    assert page.split()[-1] == "ada"
+    assert page.split()[-2:] == ["ada,", "bob"]          # every acknowledgement of the role
+    freeze = next(i for i, line in enumerate(lines) if line.strip().startswith("freeze"))
+    assert "changed Namespace shop metadata.labels" in lines[freeze + 1]
     assert any(line.split()[:2] == ["Add", "a"] and "grace" in line for line in lines)
     # What to do next, as commands to copy.
     assert "Acknowledge: kubectl mc ack rb-001-checkout-r2 -n shop --role oncall-backend" in text
@@ -195,3 +204,44 @@ def test_the_usual_kubectl_flags_follow_the_command() -> None:
     args = main.parser().parse_args(["close", "inc", "-n", "shop", "--action-item",
                                      "title=a,assignee=b", "--action-item", "title=c"])
     assert (args.namespace, args.action_item) == ("shop", ["title=a,assignee=b", "title=c"])
+
+
+# -- the krew manifest ------------------------------------------------------------------------
+def test_the_krew_archive_holds_the_launcher_and_the_manifest_its_sha256(tmp_path) -> None:
+    import hashlib
+    import importlib.util
+    import tarfile
+    from pathlib import Path
+
+    import yaml
+
+    hack = Path(__file__).resolve().parents[2] / "hack" / "plugin_archive.py"
+    spec = importlib.util.spec_from_file_location("plugin_archive", hack)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    archive, manifest_path = module.build(tmp_path / "a")
+    again, _ = module.build(tmp_path / "b")
+    assert archive.read_bytes() == again.read_bytes()          # reproducible
+    manifest = yaml.safe_load(manifest_path.read_text())
+    assert manifest["kind"] == "Plugin" and manifest["metadata"]["name"] == "mc"
+    (platform,) = manifest["spec"]["platforms"]
+    assert platform["sha256"] == hashlib.sha256(archive.read_bytes()).hexdigest()
+    assert platform["bin"] == "kubectl-mc"
+    with tarfile.open(archive) as tar:
+        member = tar.getmember("kubectl-mc")
+        assert member.mode & 0o111
+        assert b"-m missioncontrol.plugin" in tar.extractfile(member).read()
+
+
+def test_the_krew_launcher_runs_the_installed_plugin() -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    launcher = Path(__file__).resolve().parents[2] / "deploy" / "krew" / "kubectl-mc"
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    result = subprocess.run([str(launcher), "--version"], capture_output=True, text=True,
+                            timeout=30, env={**os.environ, "PATH": path})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("kubectl-mc ")

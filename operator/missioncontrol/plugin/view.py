@@ -65,7 +65,11 @@ def slo_left(incident: Incident, now: float) -> str:
     if s.slo.breached:
         return "breached"
     if s.phase in (inc.RESOLVED, inc.CLOSED) or s.slo.deadline is None:
-        return s.slo.status or NONE
+        if s.resolved_at is not None and s.slo.deadline is not None:
+            return "met" if s.resolved_at <= s.slo.deadline else "breached"
+        # Closed before it recovered: the clock stopped; a "left" from the last round would
+        # read as still running.
+        return NONE if (s.slo.status or "").endswith("left") else (s.slo.status or NONE)
     left = s.slo.deadline - now
     return f"{duration(left)} left" if left > 0 else "breached"
 
@@ -135,7 +139,8 @@ def _took(step: inc.StepRecord) -> str:
 
 
 def _change(change: inc.Change) -> str:
-    where = f"{change.namespace}/{change.name}" if change.namespace else change.name
+    where = (change.name if change.kind == "Namespace" or not change.namespace
+             else f"{change.namespace}/{change.name}")
     return (f"{change.kind} {where} {change.field}: {change.from_ or NONE} -> "
             f"{change.to or NONE}")
 
@@ -184,10 +189,12 @@ def describe(body: dict, now: float) -> str:
                       _one_line(step.message, 100) or NONE])
         steps += [["", "", "", "", f"changed {_change(c)}"] for c in step.changes]
     out += _section("Steps", ["ID", "ACTION", "STATE", "TOOK", "MESSAGE"], steps)
-    acks = {a.get("role"): a for a in i.acknowledgements}
-    out += _section("Pages", ["ROLE", "CONTACT", "KIND", "ROUND", "OUTCOME", "SENT", "ACKED"], [
+    by: dict[str, list[str]] = {}
+    for a in i.acknowledgements:
+        by.setdefault(a.get("role", ""), []).append(a.get("by", "?"))
+    out += _section("Pages", ["ROLE", "CONTACT", "KIND", "ROUND", "OUTCOME", "SENT", "ACKED BY"], [
         [p.role, p.contact or NONE, p.kind, str(p.round), p.outcome or NONE, age(p.at, now),
-         (acks.get(p.role) or {}).get("by", NONE) if p.kind == "page" else NONE]
+         ", ".join(by.get(p.role, [])) or NONE if p.kind == "page" else NONE]
         for p in s.pages])
     out += _section("Acknowledgements", ["ROLE", "BY", "AT"], [
         [a.get("role", NONE), a.get("by", NONE), _clock(_parse(a.get("at")), now)]
