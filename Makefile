@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export PYTHONPATH := tests
 
-.PHONY: help venv system-deps control-plane deps test unit lint demo bench cluster-up cluster-down clean
+.PHONY: help venv system-deps control-plane deps test unit lint demo bench cluster-up cluster-down clean plugin-archive
 
 help:
 	@echo "make demo          a local cluster, the operator, a broken release: freeze, rollback, recovery"
@@ -58,5 +58,9 @@ demo: deps
 bench: deps
 	@$(PY) bench/rollback.py $(BENCH_ARGS)
 
+# The krew archive of `kubectl mc` and its manifest with the archive's sha256, in dist/.
+plugin-archive: venv
+	@$(PY) hack/plugin_archive.py --out dist
+
 clean:
-	rm -rf $(VENV) *.egg-info operator/*.egg-info .pytest_cache .ruff_cache
+	rm -rf $(VENV) dist *.egg-info operator/*.egg-info .pytest_cache .ruff_cache

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from . import incident as inc
-from . import metrics, owners, references, templates, tenancy
+from . import metrics, owners, pause, references, templates, tenancy
 from .detect.outcome import Check, Outcome
 from .detect.release import Readings, TargetState, armed, evaluate, next_due, observe
 from .kube import ApiException, Kube
@@ -73,6 +73,8 @@ class TickResult:
     status: dict = field(default_factory=dict)
     opened: list[str] = field(default_factory=list)
     wait: float = 10.0
+    # Paused: the targets whose incident the pause holds back (pause.held).
+    held: list[str] = field(default_factory=list)
 
 
 async def resolve(ctx: Context, body: dict) -> Resolved | Readiness:
@@ -196,6 +198,7 @@ async def tick(ctx: Context, body: dict) -> TickResult:
     if isinstance(resolved, Readiness):
         return TickResult(resolved, wait=10.0)
     policy, runbook = resolved.policy, resolved.runbook
+    paused = pause.in_force(policy, ctx.clock())
     stored = {(t["namespace"], t["name"]): from_dict(TargetState, t)
               for t in (body.get("status") or {}).get("targets") or []}
     namespaces, protected = tenancy.split(await target_namespaces(ctx.kube, policy))
@@ -207,7 +210,7 @@ async def tick(ctx: Context, body: dict) -> TickResult:
     asked = _ask_prometheus(ctx, owner, runbook, targets, stored, ctx.clock())
     cluster = _only(runbook, lambda c: not _reads_prometheus(c))
     states: dict[tuple[str, str], TargetState] = {}
-    judging = _Round(ctx, resolved, ctx.clock())
+    judging = _Round(ctx, resolved, ctx.clock(), paused=paused)
     for target in targets:
         state = stored.get(target.key) or TargetState(*target.key)
         state = await _follow_incident(ctx, state)
@@ -218,7 +221,7 @@ async def tick(ctx: Context, body: dict) -> TickResult:
     spare = min((next_due(cluster, s, ctx.clock()) for s in states.values()), default=0.0)
     await ctx.queries.settle(asked, within=min(spare, 10.0))
     answers = _prometheus_readings(ctx, owner, runbook, targets)
-    judging = _Round(ctx, resolved, ctx.clock(), judging.opened)
+    judging = _Round(ctx, resolved, ctx.clock(), judging.opened, paused=paused)
     for target in targets:
         readings = answers.get(target.key)
         if readings is None:
@@ -239,8 +242,14 @@ async def tick(ctx: Context, body: dict) -> TickResult:
         message += f"; {_not_guarding(protected)}"
     status = {"targetCount": len(states),
               "targets": [to_dict(s) for s in sorted(states.values(), key=lambda s: s.key)]}
-    return TickResult(Readiness(True, "GuardingExceptProtected" if protected else "Guarding",
-                                message), status, opened, wait=max(0.05, min(wait, 10.0)))
+    reason, held = "GuardingExceptProtected" if protected else "Guarding", []
+    if paused is not None:
+        held = pause.held(runbook, states.values(), ctx.clock())
+        reason, message = pause.REASON, pause.message(paused, guarding=message, holding=held)
+        # The window ends by itself: the pass after it is on time.
+        wait = min(wait, max(0.0, paused.until - ctx.clock()))
+    return TickResult(Readiness(True, reason, message), status, opened,
+                      wait=max(0.05, min(wait, 10.0)), held=held)
 
 
 @dataclass
@@ -250,6 +259,7 @@ class _Round:
     resolved: Resolved
     now: float
     opened: list[str] = field(default_factory=list)
+    paused: pause.Pause | None = None
 
     async def judge(self, part: Runbook, target: Target, state: TargetState,
                     readings: Readings) -> TargetState:
@@ -258,7 +268,9 @@ class _Round:
         runbook = self.resolved.runbook
         was_armed = armed(runbook, state, self.now)
         state, made, fired = evaluate(part, state, readings, self.now)
-        if fired and was_armed:
+        # Paused: the checks go on and keep failing, so the incident opens at the first
+        # check after the window (pause.held says which targets wait for it).
+        if fired and was_armed and self.paused is None:
             state = state.distrust_current()
             name = await open_incident(self.ctx, self.resolved.policy, runbook, target, state,
                                        _evidence(state, made), fired, self.now)

@@ -200,11 +200,14 @@ class Missed:
         return message
 
 
-def load_client(kubeconfig: str | None = None) -> client.ApiClient:
-    """In-cluster credentials when running in a pod, else the kubeconfig."""
+def load_client(kubeconfig: str | None = None, *,
+                context: str | None = None) -> client.ApiClient:
+    """In-cluster credentials when running in a pod, else the kubeconfig (its current
+    context, or `context`)."""
     configuration = client.Configuration()
-    if kubeconfig:
-        config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
+    if kubeconfig or context:
+        config.load_kube_config(config_file=kubeconfig, context=context,
+                                client_configuration=configuration)
     else:
         try:
             config.load_incluster_config(client_configuration=configuration)

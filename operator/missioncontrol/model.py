@@ -10,6 +10,7 @@ import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from . import timeutil
 from .parse import ModelError, Reader
 
 SEVERITIES = ("SEV1", "SEV2", "SEV3", "SEV4")
@@ -546,6 +547,10 @@ class Policy:
     channel_prefix: str = "inc"
     ownership: str | None = None
     uid: str = ""
+    # A maintenance window (`kubectl mc pause`): see pause.py. Seconds since the epoch.
+    paused_until: float | None = None
+    pause_reason: str = ""
+    paused_by: str = ""
 
     @property
     def dry_run(self) -> bool:
@@ -593,7 +598,21 @@ class Policy:
             channel_route=Route.parse(channel.obj("route")) if channel.has("route") else None,
             channel_prefix=channel.str("prefix", "inc"),
             ownership=ownership.str("name") if ownership else None,
+            paused_until=_timestamp(spec, "pausedUntil"),
+            pause_reason=spec.str("pauseReason", ""), paused_by=spec.str("pausedBy", ""),
         )
+
+
+def _timestamp(r: Reader, key: str) -> float | None:
+    """An RFC 3339 timestamp field, in seconds since the epoch (None when unset)."""
+    text = r.str(key, None)
+    if text is None:
+        return None
+    try:
+        return timeutil.parse(text)
+    except ValueError:
+        raise ModelError(f"{r.path}.{key}", f"{text!r} is not an RFC 3339 timestamp "
+                                            f"(for example 2030-01-01T10:00:00Z)") from None
 
 
 def effective_runbook(runbook: Runbook, policy: Policy) -> Runbook:

@@ -333,6 +333,11 @@ BAD = [
     Bad("zero-cadence", "IncidentPolicy", {"spec.stakeholderUpdates.cadence.SEV2": "0s"},
         "spec.stakeholderUpdates.cadence.SEV2: Invalid value: \"0s\": '0s' is out of range: "
         "use a duration from 1s to 24h"),
+    Bad("pause-reason-without-until", "IncidentPolicy", {"spec.pauseReason": "db migration"},
+        "spec.pauseReason: Required value: spec.pauseReason is set but spec.pausedUntil is not"),
+    Bad("paused-until-not-a-time", "IncidentPolicy", {"spec.pausedUntil": "in two hours"},
+        "spec.pausedUntil: Invalid value: \"in two hours\": spec.pausedUntil in body must be of "
+        "type date-time"),
     Bad("zero-override-interval", "IncidentPolicy", {"spec.overrides.conditions.0.interval": "0s"},
         "spec.overrides.conditions[0].interval: Invalid value: \"0s\": '0s' is out of range: "
         "use a duration from 1s to 1h"),
@@ -547,7 +552,8 @@ def test_printer_columns_of_the_other_kinds(env, crds, namespace):
                for kind, (_, short) in KINDS.items() if kind != "Incident"}
     assert headers == {
         "Runbook": ["NAME", "ID", "TITLE", "SEVERITY", "SLO", "READY", "AGE"],
-        "IncidentPolicy": ["NAME", "RUNBOOK", "MODE", "SEVERITY", "TARGETS", "READY", "AGE"],
+        "IncidentPolicy": ["NAME", "RUNBOOK", "MODE", "SEVERITY", "TARGETS", "READY", "REASON",
+                           "PAUSED-UNTIL", "AGE"],
         "ServiceOwnership": ["NAME", "SERVICE", "READY", "AGE"],
     }
     env.kubectl("patch", "rb", "rb-test", "--subresource=status", "--type=merge", "-p",
@@ -555,12 +561,18 @@ def test_printer_columns_of_the_other_kinds(env, crds, namespace):
                     "type": "Ready", "status": "True", "reason": "Valid", "message": "ok",
                     "lastTransitionTime": "2030-01-01T10:00:00Z"}]}}), namespace=namespace)
     env.kubectl("patch", "ipol", "ipol-test", "--subresource=status", "--type=merge", "-p",
-                json.dumps({"status": {"targetCount": 2}}), namespace=namespace)
+                json.dumps({"status": {"targetCount": 2, "conditions": [{
+                    "type": "Ready", "status": "True", "reason": "Paused", "message": "paused",
+                    "lastTransitionTime": "2030-01-01T10:00:00Z"}]}}), namespace=namespace)
+    env.kubectl("patch", "ipol", "ipol-test", "--type=merge", "-p", json.dumps({"spec": {
+        "pausedUntil": "2030-01-01T12:00:00Z", "pauseReason": "db migration"}}),
+        namespace=namespace)
     (rb,) = table(env.kubectl("get", "rb", namespace=namespace).stdout)
     assert (rb["ID"], rb["TITLE"], rb["SEVERITY"], rb["SLO"], rb["READY"]) == (
         "RB-900", "Test runbook", "SEV2", "20m", "True")
     (ipol,) = table(env.kubectl("get", "ipol", namespace=namespace).stdout)
-    assert (ipol["RUNBOOK"], ipol["MODE"], ipol["TARGETS"]) == ("rb-test", "enforce", "2")
+    assert (ipol["RUNBOOK"], ipol["MODE"], ipol["TARGETS"], ipol["REASON"],
+            ipol["PAUSED-UNTIL"]) == ("rb-test", "enforce", "2", "Paused", "2030-01-01T12:00:00Z")
     (own,) = table(env.kubectl("get", "own", namespace=namespace).stdout)
     assert own["SERVICE"] == "checkout"
 

@@ -75,6 +75,10 @@ def _status_patch(body: kopf.Body, status: dict, result: guard.TickResult,
     if after != before:
         kopf.event(body, type="Normal" if result.ready.ok else "Warning",
                    reason=result.ready.reason, message=result.ready.message)
+        if result.held:   # told once per change of what the pause holds back
+            kopf.event(body, type="Warning", reason="IncidentHeld",
+                       message=f"not opening an incident for {', '.join(result.held)}: "
+                               f"the policy is paused (see its Ready condition)")
     if result.ready.ok:
         patch["lastTick"] = timeutil.iso_precise(now)
     for name in result.opened:
