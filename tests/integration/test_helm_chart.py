@@ -1,0 +1,220 @@
+"""The Helm chart (deploy/helm/mission-control), rendered and linted by a real helm: the same
+install as the kustomize one in each RBAC mode, object for object and rule for rule (labels
+aside), so that the two cannot drift; its CRDs are crds/ byte for byte."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from harness import helm
+from harness.controlplane import REPO, binaries_dir
+
+DEPLOY = REPO / "deploy"
+NAMESPACED = ("rbac.mode=namespaced", "namespaces={example-team}")
+# The kustomize installs include the operator's namespace; Helm's idiom is --create-namespace.
+WITH_NAMESPACE = "namespace.create=true"
+
+
+def docs_of(text: str) -> list[dict]:
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+def kustomize(path) -> list[dict]:
+    kubectl = binaries_dir() / "kubectl"
+    built = subprocess.run([str(kubectl if kubectl.exists() else "kubectl"), "kustomize",
+                            str(path)], capture_output=True, text=True, timeout=60, check=True)
+    return docs_of(built.stdout)
+
+
+def key(doc: dict) -> tuple[str, str, str]:
+    meta = doc["metadata"]
+    return doc["kind"], meta.get("namespace", ""), meta["name"]
+
+
+def _squeezed(value):
+    """Runs of whitespace as one space: kustomize re-writes the folded CEL expressions of the
+    admission policy with an extra line break, which CEL ignores."""
+    if isinstance(value, str):
+        return " ".join(value.split())
+    if isinstance(value, list):
+        return [_squeezed(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _squeezed(v) for k, v in value.items()}
+    return value
+
+
+def without_labels(doc: dict) -> dict:
+    """The object as the API server would compare it, less what only labels it: labels, and
+    the rules' order (RBAC grants the union)."""
+    doc = _squeezed(doc)
+    doc["metadata"].pop("labels", None)
+    template = doc.get("spec", {}).get("template") if isinstance(doc.get("spec"), dict) else None
+    if template:
+        template["metadata"].pop("labels", None)
+    if "rules" in doc and doc["kind"] in ("Role", "ClusterRole"):
+        doc["rules"] = sorted(json.dumps({k: sorted(v) for k, v in rule.items()},
+                                         sort_keys=True) for rule in doc["rules"])
+    return doc
+
+
+def compare(chart: list[dict], kustomized: list[dict]) -> list[str]:
+    ours, theirs = {key(d): d for d in chart}, {key(d): d for d in kustomized}
+    wrong = [f"only in the chart: {k}" for k in ours.keys() - theirs.keys()]
+    wrong += [f"only in kustomize: {k}" for k in theirs.keys() - ours.keys()]
+    for k in ours.keys() & theirs.keys():
+        if without_labels(ours[k]) != without_labels(theirs[k]):
+            wrong.append(f"{k} differs:\nchart: {without_labels(ours[k])}\n"
+                         f"kustomize: {without_labels(theirs[k])}")
+        # The kustomize labels are kept (the chart adds Helm's own; managed-by is Helm's).
+        mine = ours[k]["metadata"].get("labels") or {}
+        for label, value in (theirs[k]["metadata"].get("labels") or {}).items():
+            if label != "app.kubernetes.io/managed-by" and mine.get(label) != value:
+                wrong.append(f"{k}: label {label}={value} missing")
+    return wrong
+
+
+def test_the_cluster_mode_renders_the_kustomize_cluster_install():
+    chart = docs_of(helm.template(WITH_NAMESPACE))
+    assert not compare(chart, kustomize(DEPLOY)), "\n".join(compare(chart, kustomize(DEPLOY)))
+    kinds = {d["kind"] for d in chart}
+    assert {"ClusterRole", "Deployment", "CustomResourceDefinition"} <= kinds
+
+
+def test_the_namespaced_mode_renders_the_kustomize_namespaced_install():
+    chart = docs_of(helm.template(WITH_NAMESPACE, *NAMESPACED))
+    kustomized = kustomize(DEPLOY / "namespaced")
+    wrong = compare(chart, kustomized)
+    assert not wrong, "\n".join(wrong)
+    assert ("ClusterRole", "", "mission-control") not in {key(d) for d in chart}
+
+
+def test_the_namespaced_mode_puts_a_role_in_each_guarded_namespace_and_watches_only_those():
+    chart = docs_of(helm.template("rbac.mode=namespaced", "namespaces={team-a,team-b}",
+                                  "rbac.secretNames={pager-route}"))
+    roles = {key(d) for d in chart if d["kind"] in ("Role", "RoleBinding")}
+    assert roles == {(kind, ns, name) for kind in ("Role", "RoleBinding") for ns, name in [
+        ("team-a", "mission-control"), ("team-b", "mission-control"),
+        ("mission-control", "mission-control-webhook-tls")]}, roles
+    (role,) = [d for d in chart if key(d) == ("Role", "team-a", "mission-control")]
+    (secrets,) = [r for r in role["rules"] if r["resources"] == ["secrets"]]
+    assert secrets == {"apiGroups": [""], "resources": ["secrets"],
+                       "resourceNames": ["pager-route"], "verbs": ["get"]}
+    (operator,) = [d for d in chart if d["kind"] == "Deployment"]
+    args = operator["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert [a for a in args if a.startswith("--namespace=")] == [
+        "--namespace=team-a", "--namespace=team-b"]
+    assert "Namespace" not in {d["kind"] for d in chart}   # --create-namespace by default
+
+
+def test_operator_flags_follow_the_values():
+    chart = docs_of(helm.template(
+        "protectedNamespaces={kube-system,payments}", "clusterPolicyNamespaces={platform}",
+        "allowReferenceNamespaces={replays}", "replicas=3", "image.repository=reg/mc",
+        "image.tag=1.2.3", "prometheus.url=http://prom:9090", "leaseDuration=30s",
+        "prometheus.bearerTokenSecret.name=prom-token", "instance=blue", crds=False))
+    (operator,) = [d for d in chart if d["kind"] == "Deployment"]
+    assert operator["spec"]["replicas"] == 3
+    pod = operator["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == "reg/mc:1.2.3"
+    args = container["args"]
+    for arg in ("--protected-namespaces=kube-system,payments",
+                "--cluster-policy-namespace=platform", "--allow-reference-namespace=replays",
+                "--lease-duration=30s", "--instance=blue",
+                "--lease=mission-control/mission-control-blue",
+                "--webhook-secret=mission-control/mission-control-blue-webhook-tls",
+                "--prometheus-bearer-token-file=/var/run/secrets/prometheus/token"):
+        assert arg in args, (arg, args)
+    assert {"name": "PROMETHEUS_URL", "value": "http://prom:9090"} in container["env"]
+    assert {"name": "prometheus-token", "secret": {"secretName": "prom-token", "items": [
+        {"key": "token", "path": "token"}]}} in pod["volumes"]
+    # With an instance every cluster-wide name is its own, the webhook configuration's too,
+    # and the role names that configuration.
+    (config,) = [d for d in chart if d["kind"] == "ValidatingWebhookConfiguration"]
+    assert config["metadata"]["name"] == "mission-control-freeze-blue"
+    (role,) = [d for d in chart if d["kind"] == "ClusterRole"]
+    assert role["metadata"]["name"] == "mission-control-blue"
+    assert ["mission-control-freeze-blue"] in [r.get("resourceNames") for r in role["rules"]]
+    # [] protects nothing; null (the default) leaves the operator's own default.
+    none = docs_of(helm.template("protectedNamespaces=null", crds=False))
+    args = next(d for d in none if d["kind"] == "Deployment")["spec"]["template"]["spec"][
+        "containers"][0]["args"]
+    assert not [a for a in args if a.startswith("--protected-namespaces")]
+    empty = docs_of(helm.run("template", "mc", str(helm.CHART), "--set-json",
+                             "protectedNamespaces=[]").stdout)
+    args = next(d for d in empty if d["kind"] == "Deployment")["spec"]["template"]["spec"][
+        "containers"][0]["args"]
+    assert "--protected-namespaces=" in args, args
+
+
+@pytest.mark.parametrize("values, message", [
+    (("rbac.mode=namespaced",), "rbac.mode=namespaced needs namespaces"),
+    (("rbac.mode=everything",), "rbac.mode must be cluster or namespaced"),
+    (("prometheusRule.enabled=true",), "prometheusRule.enabled: no rules"),
+    (("dashboards.enabled=true",), "dashboards.enabled: no dashboards"),
+    (("prometheus.bearerTokenSecret.name=a", "prometheus.bearerTokenFile=/b"),
+     "set bearerTokenSecret.name or bearerTokenFile, not both"),
+])
+def test_values_that_cannot_work_are_refused_with_a_reason(values, message):
+    args = ["template", "mc", str(helm.CHART)]
+    for value in values:
+        args += ["--set", value]
+    result = helm.run(*args, check=False)
+    assert result.returncode != 0 and message in result.stderr, result.stderr
+
+
+def test_monitoring_objects_are_off_by_default_and_render_when_asked():
+    default = {d["kind"] for d in docs_of(helm.template(crds=False))}
+    assert not default & {"ServiceMonitor", "PrometheusRule", "ConfigMap"}, default
+    rules = {"name": "mission-control", "rules": [
+        {"alert": "MissionControlDown", "expr": "absent(up{job=\"mission-control\"})"}]}
+    dashboard = '{"title": "Mission Control", "panels": []}'
+    rendered = docs_of(helm.run(
+        "template", "mc", str(helm.CHART), "--namespace=mission-control",
+        "--set", "serviceMonitor.enabled=true", "--set", "serviceMonitor.labels.release=kps",
+        "--set", "prometheusRule.enabled=true",
+        "--set-json", f"prometheusRule.groups={json.dumps([rules])}",
+        "--set", "dashboards.enabled=true",
+        "--set-json", f"dashboards.json={json.dumps({'mission-control.json': dashboard})}",
+    ).stdout)
+    by_kind = {d["kind"]: d for d in rendered}
+    monitor = by_kind["ServiceMonitor"]
+    assert monitor["metadata"]["labels"]["release"] == "kps"
+    assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
+    (service,) = [d for d in rendered if d["kind"] == "Service"]
+    assert monitor["spec"]["selector"]["matchLabels"] == service["spec"]["selector"]
+    assert "metrics" in {p["name"] for p in service["spec"]["ports"]}
+    assert by_kind["PrometheusRule"]["spec"]["groups"] == [rules]
+    configmap = by_kind["ConfigMap"]
+    assert configmap["metadata"]["name"] == "mission-control-dashboard-mission-control"
+    assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(configmap["data"]["mission-control.json"]) == json.loads(dashboard)
+
+
+def test_the_chart_lints_in_both_modes():
+    for values in ((), NAMESPACED):
+        args = ["lint", "--strict", str(helm.CHART)]
+        for value in values:
+            args += ["--set", value]
+        result = helm.run(*args, check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "0 chart(s) failed" in result.stdout, result.stdout
+
+
+def test_the_charts_copies_are_their_sources_byte_for_byte():
+    """crds/ (and deploy/monitoring/, once it ships rules or dashboards): Helm reads nothing
+    outside the chart, so the chart keeps copies; `make chart-files` renews them."""
+    check = subprocess.run([sys.executable, str(REPO / "hack" / "chart_files.py"), "--check"],
+                           capture_output=True, text=True, timeout=60)
+    assert check.returncode == 0, check.stdout + check.stderr
+    copies = sorted(p.name for p in (helm.CHART / "crds").iterdir())
+    sources = sorted(p.name for p in (REPO / "crds").glob("*.yaml")
+                     if p.name != "kustomization.yaml")
+    assert copies == sources and len(copies) == 4, (copies, sources)
+    for name in copies:
+        assert (helm.CHART / "crds" / name).read_bytes() == (REPO / "crds" / name).read_bytes()
