@@ -13,6 +13,7 @@ import yaml
 
 from harness import helm
 from harness.controlplane import REPO, binaries_dir
+from missioncontrol.cli import parser
 
 DEPLOY = REPO / "deploy"
 NAMESPACED = ("rbac.mode=namespaced", "namespaces={example-team}")
@@ -131,8 +132,10 @@ def test_operator_flags_follow_the_values():
                 "--prometheus-bearer-token-file=/var/run/secrets/prometheus/token"):
         assert arg in args, (arg, args)
     assert {"name": "PROMETHEUS_URL", "value": "http://prom:9090"} in container["env"]
-    assert {"name": "prometheus-token", "secret": {"secretName": "prom-token", "items": [
+    assert {"name": "prometheus-credentials", "secret": {"secretName": "prom-token", "items": [
         {"key": "token", "path": "token"}]}} in pod["volumes"]
+    assert {"name": "prometheus-credentials", "mountPath": "/var/run/secrets/prometheus",
+            "readOnly": True} in container["volumeMounts"]
     # With an instance every cluster-wide name is its own, the webhook configuration's too,
     # and the role names that configuration.
     (config,) = [d for d in chart if d["kind"] == "ValidatingWebhookConfiguration"]
@@ -152,13 +155,44 @@ def test_operator_flags_follow_the_values():
     assert "--protected-namespaces=" in args, args
 
 
+def test_prometheus_basic_auth_passes_the_user_and_the_mounted_password():
+    chart = docs_of(helm.template("prometheus.basicAuth.username=mc",
+                                  "prometheus.basicAuth.passwordSecret.name=prom-login",
+                                  crds=False))
+    (operator,) = [d for d in chart if d["kind"] == "Deployment"]
+    pod = operator["spec"]["template"]["spec"]
+    args = pod["containers"][0]["args"]
+    assert "--prometheus-username=mc" in args, args
+    assert "--prometheus-password-file=/var/run/secrets/prometheus/password" in args, args
+    assert {"name": "prometheus-credentials", "secret": {"secretName": "prom-login", "items": [
+        {"key": "password", "path": "password"}]}} in pod["volumes"]
+    # The flags are the operator's own: its parser takes exactly what the chart passes.
+    parsed = parser().parse_args(args)
+    assert (parsed.prometheus_username, parsed.prometheus_password_file) == (
+        "mc", "/var/run/secrets/prometheus/password")
+
+
+def test_every_flag_the_chart_can_pass_is_one_the_operator_takes():
+    for values in [(), NAMESPACED, ("prometheus.bearerTokenFile=/t", "instance=x",
+                                    "protectedNamespaces={a}", "clusterPolicyNamespaces={p}",
+                                    "allowReferenceNamespaces={r}", "leaseDuration=20s",
+                                    "webhookCertValidity=48h", "verbose=true")]:
+        chart = docs_of(helm.template(*values, crds=False))
+        (operator,) = [d for d in chart if d["kind"] == "Deployment"]
+        args = operator["spec"]["template"]["spec"]["containers"][0]["args"]
+        parser().parse_args(args)   # SystemExit on a flag it does not know
+
+
 @pytest.mark.parametrize("values, message", [
     (("rbac.mode=namespaced",), "rbac.mode=namespaced needs namespaces"),
     (("rbac.mode=everything",), "rbac.mode must be cluster or namespaced"),
     (("prometheusRule.enabled=true",), "prometheusRule.enabled: no rules"),
     (("dashboards.enabled=true",), "dashboards.enabled: no dashboards"),
     (("prometheus.bearerTokenSecret.name=a", "prometheus.bearerTokenFile=/b"),
-     "set bearerTokenSecret.name or bearerTokenFile, not both"),
+     "prometheus: set one of"),
+    (("prometheus.bearerTokenFile=/b", "prometheus.basicAuth.username=u"),
+     "prometheus: set one of"),
+    (("prometheus.basicAuth.username=u",), "basicAuth.username needs basicAuth.passwordSecret"),
 ])
 def test_values_that_cannot_work_are_refused_with_a_reason(values, message):
     args = ["template", "mc", str(helm.CHART)]
