@@ -5,6 +5,7 @@ readiness path with the ServiceAccount and RBAC the chart renders, not one refus
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +22,9 @@ from e2e.test_rbac import (
 )
 from harness import helm
 from harness.procs import wait_for
+from missioncontrol import tls
+from missioncontrol.webhook import WebhookOptions
+from missioncontrol.webhook import configuration as webhook_configuration
 
 pytestmark = pytest.mark.cluster
 
@@ -104,3 +108,61 @@ def test_readiness_path_runs_with_the_charts_rbac(env, rb001, cluster, receiver,
                              f"--as=system:serviceaccount:{SA_NAMESPACE}:{SA_NAME}",
                              check=False)
         assert answer.stdout.strip() == "no", answer.stdout + answer.stderr
+
+
+def test_install_upgrade_and_uninstall_with_helm_keep_what_the_operator_wrote(env, crds,
+                                                                           tmp_path):
+    """A real `helm install` (a second, independent instance beside the test's own objects:
+    every cluster-wide name carries the instance), the webhook configuration filled in the
+    way the operator fills it (replaced whole, by the operator's own function), a `helm
+    upgrade` that leaves it filled in, and a `helm uninstall` that removes every cluster-wide
+    object it made."""
+    instance = f"h{uuid.uuid4().hex[:6]}"
+    release_ns = f"mc-{instance}"
+    helm_env = helm.cluster_env(env.kubeconfig, tmp_path / "helm")
+    admission = client.AdmissionregistrationV1Api(env.api)
+    rbac = client.RbacAuthorizationV1Api(env.api)
+    config_name = f"mission-control-freeze-{instance}"
+    helm.run("install", "mc", str(helm.CHART), f"--namespace={release_ns}",
+             "--create-namespace", "--set", f"instance={instance}", env=helm_env)
+    try:
+        assert rbac.read_cluster_role(f"mission-control-{instance}").rules
+        shipped = admission.read_validating_webhook_configuration(config_name)
+        assert not shipped.webhooks
+        ca = tls.make_ca(tmp_path).cert.read_bytes()
+        options = WebhookOptions(service=f"{release_ns}/mission-control-{instance}-webhook",
+                                 config_name=config_name, namespaces=(release_ns,))
+        body = webhook_configuration(options, ca)
+        body["metadata"]["resourceVersion"] = shipped.metadata.resource_version
+        admission.replace_validating_webhook_configuration(config_name, body)
+
+        helm.run("upgrade", "mc", str(helm.CHART), f"--namespace={release_ns}",
+                 "--reuse-values", "--set", "replicas=3", env=helm_env)
+        apps = client.AppsV1Api(env.api)
+        operator = apps.read_namespaced_deployment(f"mission-control-{instance}", release_ns)
+        assert operator.spec.replicas == 3
+        filled = admission.read_validating_webhook_configuration(config_name)
+        assert [w.name for w in filled.webhooks or []] == [
+            "deployments.freeze.missioncontrol.dev", "namespaces.freeze.missioncontrol.dev"]
+        assert filled.webhooks[0].client_config.service.name == (
+            f"mission-control-{instance}-webhook")
+    finally:
+        helm.run("uninstall", "mc", f"--namespace={release_ns}", "--wait", env=helm_env)
+
+    def gone(read, name) -> bool:
+        try:
+            read(name)
+        except client.ApiException as exc:
+            return exc.status == 404
+        return False
+
+    for read, name in [(rbac.read_cluster_role, f"mission-control-{instance}"),
+                       (rbac.read_cluster_role_binding, f"mission-control-{instance}"),
+                       (admission.read_validating_webhook_configuration, config_name),
+                       (admission.read_validating_admission_policy,
+                        f"mission-control-{instance}-incidents")]:
+        assert gone(read, name), name
+    # The CRDs stay (Helm never deletes what crds/ installed): incidents outlive the chart.
+    client.ApiextensionsV1Api(env.api).read_custom_resource_definition(
+        "incidents.missioncontrol.dev")
+    client.CoreV1Api(env.api).delete_namespace(release_ns)

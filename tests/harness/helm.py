@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -14,12 +15,15 @@ def binary() -> Path:
     return Path(VERSIONS["HELM_BIN"]) / "helm"
 
 
-def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    """helm; `template` and `lint` need no chart repository, cluster or kubeconfig."""
+def run(*args: str, check: bool = True,
+        env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """helm; `template` and `lint` need no chart repository, cluster or kubeconfig (for the
+    others pass `env`, see `cluster_env`)."""
     helm = binary()
     if not helm.exists():
         raise FileNotFoundError(f"{helm} is missing: run `make deps` (hack/build-helm.sh)")
-    result = subprocess.run([str(helm), *args], capture_output=True, text=True, timeout=120)
+    result = subprocess.run([str(helm), *args], capture_output=True, text=True, timeout=180,
+                            env=env)
     if check and result.returncode != 0:
         raise AssertionError(f"helm {' '.join(args)} failed ({result.returncode}):\n"
                              f"{result.stdout}{result.stderr}")
@@ -35,3 +39,10 @@ def template(*values: str, namespace: str = "mission-control", crds: bool = True
     for value in values:
         args += ["--set", value]
     return run(*args).stdout
+
+
+def cluster_env(kubeconfig: Path, home: Path) -> dict[str, str]:
+    """helm against the test cluster, with its cache, configuration and data in `home`."""
+    return {**os.environ, "KUBECONFIG": str(kubeconfig),
+            "HELM_CACHE_HOME": str(home / "cache"), "HELM_CONFIG_HOME": str(home / "config"),
+            "HELM_DATA_HOME": str(home / "data")}
