@@ -72,6 +72,23 @@ def _postmortem(args: argparse.Namespace) -> int:
     return postmortem_command(args.source, namespace=args.namespace, kubeconfig=args.kubeconfig)
 
 
+def _prometheus_flags(run: argparse.ArgumentParser) -> None:
+    run.add_argument("--prometheus-url", default=os.environ.get("PROMETHEUS_URL"),
+                     help="the Prometheus to query (default: $PROMETHEUS_URL); without it, "
+                          "every PromQL signal is unknown")
+    # Credentials are files, never arguments: a process's arguments are visible to anyone on
+    # the node, and a mounted Secret is updated in place when it is rotated.
+    auth = run.add_mutually_exclusive_group()
+    auth.add_argument("--prometheus-bearer-token-file", default=None, metavar="FILE",
+                      help="send the token in FILE as a bearer token to Prometheus (re-read "
+                           "at every query, so a rotated token is used at once)")
+    auth.add_argument("--prometheus-username", default=None,
+                      help="basic auth to Prometheus as this user, with the password in "
+                           "--prometheus-password-file")
+    run.add_argument("--prometheus-password-file", default=None, metavar="FILE",
+                     help="the basic-auth password (re-read at every query)")
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="missionctl", description=__doc__)
     sub = top.add_subparsers(dest="command", required=True)
@@ -92,18 +109,7 @@ def parser() -> argparse.ArgumentParser:
                           "(namespaceSelector); repeat; default: none")
     run.add_argument("--dry-run", action="store_true",
                      help="treat every policy as dryRun: record planned steps, change nothing")
-    run.add_argument("--prometheus-url", default=os.environ.get("PROMETHEUS_URL"),
-                     help="the Prometheus to query (default: $PROMETHEUS_URL); without it, "
-                          "every PromQL signal is unknown")
-    auth = run.add_mutually_exclusive_group()
-    auth.add_argument("--prometheus-bearer-token-file", default=None, metavar="FILE",
-                      help="send the token in FILE as a bearer token to Prometheus (re-read "
-                           "at every query, so a rotated token is used at once)")
-    auth.add_argument("--prometheus-username", default=None,
-                      help="basic auth to Prometheus as this user, with the password in "
-                           "--prometheus-password-file")
-    run.add_argument("--prometheus-password-file", default=None, metavar="FILE",
-                     help="the basic-auth password (re-read at every query)")
+    _prometheus_flags(run)
     run.add_argument("--kubeconfig", default=None,
                      help="default: in-cluster credentials, else $KUBECONFIG")
     run.add_argument("--liveness-port", type=int, default=8080,

@@ -123,9 +123,12 @@ def test_install_upgrade_and_uninstall_with_helm_keep_what_the_operator_wrote(en
     admission = client.AdmissionregistrationV1Api(env.api)
     rbac = client.RbacAuthorizationV1Api(env.api)
     config_name = f"mission-control-freeze-{instance}"
-    helm.run("install", "mc", str(helm.CHART), f"--namespace={release_ns}",
-             "--create-namespace", "--set", f"instance={instance}", env=helm_env)
+    installed = helm.run("install", "mc", str(helm.CHART), f"--namespace={release_ns}",
+                         "--create-namespace", "--set", f"instance={instance}", env=helm_env)
     try:
+        # The notes name this instance's objects.
+        assert f"kubectl -n {release_ns} get lease mission-control-{instance}" in \
+            installed.stdout, installed.stdout
         assert rbac.read_cluster_role(f"mission-control-{instance}").rules
         shipped = admission.read_validating_webhook_configuration(config_name)
         assert not shipped.webhooks
