@@ -17,8 +17,8 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-CHART = REPO / "deploy" / "helm" / "mission-control"
-MONITORING = REPO / "deploy" / "monitoring"
+CHART = Path("deploy", "helm", "mission-control")
+FOLDERS = (("crds", "*.yaml"), ("files/dashboards", "*.json"), ("files/rules", "*.yaml"))
 
 
 def _is_rules(path: Path) -> bool:
@@ -29,31 +29,43 @@ def _is_rules(path: Path) -> bool:
     return any("groups" in d or d.get("kind") == "PrometheusRule" for d in docs)
 
 
-def wanted() -> dict[Path, Path]:
+def wanted(repo: Path = REPO) -> dict[Path, Path]:
     """Each chart file and its source."""
-    pairs = {CHART / "crds" / p.name: p for p in sorted((REPO / "crds").glob("*.yaml"))
+    chart, monitoring = repo / CHART, repo / "deploy" / "monitoring"
+    pairs = {chart / "crds" / p.name: p for p in sorted((repo / "crds").glob("*.yaml"))
              if p.name != "kustomization.yaml"}
-    if MONITORING.is_dir():
-        for p in sorted(MONITORING.glob("*.json")):
-            pairs[CHART / "files" / "dashboards" / p.name] = p
-        for p in sorted(MONITORING.glob("*.yaml")):
+    if monitoring.is_dir():
+        for p in sorted(monitoring.glob("*.json")):
+            pairs[chart / "files" / "dashboards" / p.name] = p
+        for p in sorted(monitoring.glob("*.yaml")):
             if _is_rules(p):
-                pairs[CHART / "files" / "rules" / p.name] = p
+                pairs[chart / "files" / "rules" / p.name] = p
     return pairs
 
 
-def stale() -> list[str]:
+def _copies(repo: Path) -> list[Path]:
+    return [c for folder, pattern in FOLDERS for c in sorted((repo / CHART / folder).glob(pattern))]
+
+
+def stale(repo: Path = REPO) -> list[str]:
     """What differs: a copy missing or not byte-equal, or a copy without a source."""
-    pairs = wanted()
-    problems = [f"{copy.relative_to(REPO)} differs from {source.relative_to(REPO)}"
+    pairs = wanted(repo)
+    problems = [f"{copy.relative_to(repo)} differs from {source.relative_to(repo)}"
                 for copy, source in pairs.items()
                 if not copy.exists() or copy.read_bytes() != source.read_bytes()]
-    for folder, pattern in (("crds", "*"), ("files/dashboards", "*.json"),
-                            ("files/rules", "*.yaml")):
-        for copy in sorted((CHART / folder).glob(pattern)):
-            if copy not in pairs:
-                problems.append(f"{copy.relative_to(REPO)} has no source")
+    problems += [f"{copy.relative_to(repo)} has no source" for copy in _copies(repo)
+                 if copy not in pairs]
     return problems
+
+
+def sync(repo: Path = REPO) -> None:
+    pairs = wanted(repo)
+    for copy in _copies(repo):
+        if copy not in pairs:
+            copy.unlink()
+    for copy, source in pairs.items():
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        copy.write_bytes(source.read_bytes())
 
 
 def main() -> int:
@@ -67,14 +79,7 @@ def main() -> int:
         if problems:
             print("run `make chart-files`", file=sys.stderr)
         return 1 if problems else 0
-    pairs = wanted()
-    for copy in [c for folder in ("crds", "files/dashboards", "files/rules")
-                 for c in (CHART / folder).glob("*.*") if c.suffix in (".yaml", ".json")]:
-        if copy not in pairs:
-            copy.unlink()
-    for copy, source in pairs.items():
-        copy.parent.mkdir(parents=True, exist_ok=True)
-        copy.write_bytes(source.read_bytes())
+    sync()
     return 0
 
 

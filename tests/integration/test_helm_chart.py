@@ -4,7 +4,9 @@ aside), so that the two cannot drift; its CRDs are crds/ byte for byte."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 
@@ -252,3 +254,62 @@ def test_the_charts_copies_are_their_sources_byte_for_byte():
     assert copies == sources and len(copies) == 4, (copies, sources)
     for name in copies:
         assert (helm.CHART / "crds" / name).read_bytes() == (REPO / "crds" / name).read_bytes()
+
+
+def test_rule_and_dashboard_files_in_the_chart_render_when_switched_on(tmp_path):
+    """What `make chart-files` copies from deploy/monitoring/ is what the toggles render: a
+    rule file's groups and a PrometheusRule's spec.groups alike, each dashboard file as its
+    own ConfigMap. (A copy of the chart, so the repository's files/ stays as shipped.)"""
+    chart = tmp_path / "mission-control"
+    shutil.copytree(helm.CHART, chart)
+    down = {"name": "availability", "rules": [{"alert": "MissionControlDown",
+                                               "expr": "up{job=\"mission-control\"} == 0"}]}
+    slo = {"name": "incidents", "rules": [{"alert": "MissionControlSLOBreached",
+                                           "expr": "missioncontrol_incident_slo_breached > 0"}]}
+    (chart / "files" / "rules" / "a.yaml").write_text(yaml.safe_dump({"groups": [down]}))
+    (chart / "files" / "rules" / "b.yaml").write_text(yaml.safe_dump({
+        "apiVersion": "monitoring.coreos.com/v1", "kind": "PrometheusRule",
+        "metadata": {"name": "x"}, "spec": {"groups": [slo]}}))
+    (chart / "files" / "dashboards" / "Mission_Control.json").write_text(
+        json.dumps({"title": "Mission Control", "panels": [{"type": "timeseries"}]}, indent=2))
+    off = {d["kind"] for d in docs_of(helm.run("template", "mc", str(chart)).stdout)}
+    assert not off & {"PrometheusRule", "ConfigMap"}, off
+    rendered = docs_of(helm.run("template", "mc", str(chart), "--namespace=mission-control",
+                                "--set", "prometheusRule.enabled=true",
+                                "--set", "dashboards.enabled=true").stdout)
+    (rule,) = [d for d in rendered if d["kind"] == "PrometheusRule"]
+    assert rule["spec"]["groups"] == [down, slo]
+    (configmap,) = [d for d in rendered if d["kind"] == "ConfigMap"]
+    assert configmap["metadata"]["name"] == "mission-control-dashboard-mission-control"
+    assert json.loads(configmap["data"]["Mission_Control.json"])["panels"] == [
+        {"type": "timeseries"}]
+
+
+def test_chart_files_copies_crds_rules_and_dashboards_and_finds_stale_copies(tmp_path):
+    """hack/chart_files.py on a repository laid out like this one: CRDs (not kustomize's
+    list), dashboards and rule files from deploy/monitoring/ (not its other manifests)."""
+    spec = importlib.util.spec_from_file_location("chart_files", REPO / "hack" / "chart_files.py")
+    chart_files = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(chart_files)
+    (tmp_path / "crds").mkdir()
+    (tmp_path / "crds" / "incidents.yaml").write_text("kind: CustomResourceDefinition\n")
+    (tmp_path / "crds" / "kustomization.yaml").write_text("resources: [incidents.yaml]\n")
+    monitoring = tmp_path / "deploy" / "monitoring"
+    monitoring.mkdir(parents=True)
+    (monitoring / "alerts.yaml").write_text("groups:\n- name: a\n  rules: []\n")
+    (monitoring / "servicemonitor.yaml").write_text("kind: ServiceMonitor\nspec: {}\n")
+    (monitoring / "dashboard.json").write_text('{"title": "t"}')
+    chart = tmp_path / "deploy" / "helm" / "mission-control"
+    (chart / "crds").mkdir(parents=True)
+    (chart / "crds" / "old.yaml").write_text("gone")
+    assert set(chart_files.stale(tmp_path)) == {
+        "deploy/helm/mission-control/crds/incidents.yaml differs from crds/incidents.yaml",
+        "deploy/helm/mission-control/files/dashboards/dashboard.json differs from "
+        "deploy/monitoring/dashboard.json",
+        "deploy/helm/mission-control/files/rules/alerts.yaml differs from "
+        "deploy/monitoring/alerts.yaml",
+        "deploy/helm/mission-control/crds/old.yaml has no source"}
+    chart_files.sync(tmp_path)
+    assert chart_files.stale(tmp_path) == []
+    assert sorted(str(p.relative_to(chart)) for p in chart.rglob("*") if p.is_file()) == [
+        "crds/incidents.yaml", "files/dashboards/dashboard.json", "files/rules/alerts.yaml"]
