@@ -187,7 +187,12 @@ def test_every_flag_the_chart_can_pass_is_one_the_operator_takes():
 
 @pytest.mark.parametrize("values, message", [
     (("rbac.mode=namespaced",), "rbac.mode=namespaced needs namespaces"),
-    (("rbac.mode=everything",), "rbac.mode must be cluster or namespaced"),
+    (("rbac.mode=everything",), "at '/rbac/mode': value must be one of 'cluster', "
+                                "'namespaced'"),
+    # values.schema.json: a misspelt value is an error, not silently ignored.
+    (("nameSpaces={a}",), "additional properties 'nameSpaces' not allowed"),
+    (("namespaces={Team_A}",), "at '/namespaces/0'"),
+    (("replicas=two",), "at '/replicas'"),
     (("prometheusRule.enabled=true",), "prometheusRule.enabled: no rules"),
     (("dashboards.enabled=true",), "dashboards.enabled: no dashboards"),
     (("prometheus.bearerTokenSecret.name=a", "prometheus.bearerTokenFile=/b"),
