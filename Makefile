@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export PYTHONPATH := tests
 
-.PHONY: help venv system-deps control-plane deps test unit lint demo bench cluster-up cluster-down clean plugin-archive
+.PHONY: help venv system-deps control-plane helm chart-files deps test unit lint demo bench cluster-up cluster-down clean plugin-archive
 
 help:
 	@echo "make demo          a local cluster, the operator, a broken release: freeze, rollback, recovery"
@@ -15,6 +15,7 @@ help:
 	@echo "make cluster-up    start the control plane, node simulator and Prometheus in the background"
 	@echo "make cluster-down  stop them"
 	@echo "make lint          ruff"
+	@echo "make chart-files   copy crds/ and deploy/monitoring/ into the Helm chart"
 	@echo "make bench         the benchmarks"
 
 venv: $(STAMP)
@@ -31,7 +32,15 @@ system-deps:
 control-plane:
 	@bash hack/build-control-plane.sh
 
-deps: venv system-deps control-plane
+# helm renders and lints the chart in the tests; cached beside the control plane.
+helm:
+	@bash hack/build-helm.sh
+
+# The chart's copies of crds/ and deploy/monitoring/ (hack/chart_files.py).
+chart-files: venv
+	@$(PY) hack/chart_files.py
+
+deps: venv system-deps control-plane helm
 
 test: deps
 	$(PY) -m pytest --durations=25

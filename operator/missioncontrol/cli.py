@@ -27,7 +27,14 @@ def _run(args: argparse.Namespace) -> int:
                                  url=args.webhook_url, secret=args.webhook_secret,
                                  namespaces=tuple(args.namespace),
                                  cert_validity=durations.parse(args.webhook_cert_validity))
+    from .signals.prometheus import Credentials
     from .tenancy import default_protected, own_namespace
+
+    if args.prometheus_password_file and args.prometheus_username is None:
+        raise SystemExit("missionctl run: --prometheus-password-file needs --prometheus-username")
+    credentials = Credentials(bearer_token_file=args.prometheus_bearer_token_file,
+                              username=args.prometheus_username,
+                              password_file=args.prometheus_password_file)
 
     protected = (default_protected(own_namespace()) if args.protected_namespaces is None
                  else tuple(n.strip() for n in args.protected_namespaces.split(",")))
@@ -36,7 +43,8 @@ def _run(args: argparse.Namespace) -> int:
         reference_namespaces=tuple(args.allow_reference_namespace),
         cluster_policy_namespaces=tuple(args.cluster_policy_namespace),
         namespaces=tuple(args.namespace), dry_run=args.dry_run,
-        prometheus_url=args.prometheus_url, kubeconfig=args.kubeconfig,
+        prometheus_url=args.prometheus_url, prometheus_credentials=credentials,
+        kubeconfig=args.kubeconfig,
         liveness_port=args.liveness_port, metrics_port=args.metrics_port, webhook=webhook,
         tick=args.tick, redeliver_every=args.redeliver_every,
         delivery_expiry=args.delivery_expiry, standalone=args.peering is None,
@@ -64,6 +72,23 @@ def _postmortem(args: argparse.Namespace) -> int:
     return postmortem_command(args.source, namespace=args.namespace, kubeconfig=args.kubeconfig)
 
 
+def _prometheus_flags(run: argparse.ArgumentParser) -> None:
+    run.add_argument("--prometheus-url", default=os.environ.get("PROMETHEUS_URL"),
+                     help="the Prometheus to query (default: $PROMETHEUS_URL); without it, "
+                          "every PromQL signal is unknown")
+    # Credentials are files, never arguments: a process's arguments are visible to anyone on
+    # the node, and a mounted Secret is updated in place when it is rotated.
+    auth = run.add_mutually_exclusive_group()
+    auth.add_argument("--prometheus-bearer-token-file", default=None, metavar="FILE",
+                      help="send the token in FILE as a bearer token to Prometheus (re-read "
+                           "at every query, so a rotated token is used at once)")
+    auth.add_argument("--prometheus-username", default=None,
+                      help="basic auth to Prometheus as this user, with the password in "
+                           "--prometheus-password-file")
+    run.add_argument("--prometheus-password-file", default=None, metavar="FILE",
+                     help="the basic-auth password (re-read at every query)")
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="missionctl", description=__doc__)
     sub = top.add_subparsers(dest="command", required=True)
@@ -84,9 +109,7 @@ def parser() -> argparse.ArgumentParser:
                           "(namespaceSelector); repeat; default: none")
     run.add_argument("--dry-run", action="store_true",
                      help="treat every policy as dryRun: record planned steps, change nothing")
-    run.add_argument("--prometheus-url", default=os.environ.get("PROMETHEUS_URL"),
-                     help="the Prometheus to query (default: $PROMETHEUS_URL); without it, "
-                          "every PromQL signal is unknown")
+    _prometheus_flags(run)
     run.add_argument("--kubeconfig", default=None,
                      help="default: in-cluster credentials, else $KUBECONFIG")
     run.add_argument("--liveness-port", type=int, default=8080,

@@ -20,7 +20,7 @@ from .freezeindex import FreezeIndex
 from .handlers import freeze
 from .kube import Kube, load_client
 from .leadership import DURATION, Leadership, default_namespace
-from .signals.prometheus import Prometheus
+from .signals.prometheus import Credentials, Prometheus
 from .webhook import WebhookOptions
 
 log = logging.getLogger("missioncontrol")
@@ -31,6 +31,7 @@ class Options:
     namespaces: tuple[str, ...] = ()
     dry_run: bool = False
     prometheus_url: str | None = None
+    prometheus_credentials: Credentials = field(default_factory=Credentials)
     kubeconfig: str | None = None
     liveness_port: int = 8080
     metrics_port: int = 9090
@@ -65,7 +66,8 @@ def register() -> None:
 def build_memo(options: Options) -> kopf.Memo:
     kube = Kube(load_client(options.kubeconfig))
     metrics.SECONDS_SINCE_API_SUCCESS.set_function(kube.health.seconds_since_success)
-    prometheus = Prometheus(options.prometheus_url) if options.prometheus_url else None
+    prometheus = (Prometheus(options.prometheus_url, credentials=options.prometheus_credentials)
+                  if options.prometheus_url else None)
     memo = kopf.Memo()
     memo.options = options
     memo.kube = kube

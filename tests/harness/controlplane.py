@@ -35,11 +35,13 @@ CONTROLLERS = ",".join([
 def _versions() -> dict[str, str]:
     """The pinned versions and binary folder: one definition, in hack/versions.sh."""
     out = subprocess.run(
-        ["bash", "-c", f"source {REPO}/hack/versions.sh && echo $K8S_VERSION $MC_BIN"],
+        ["bash", "-c",
+         f"source {REPO}/hack/versions.sh && echo $K8S_VERSION $MC_BIN $HELM_BIN"],
         check=True, capture_output=True, text=True,
     )
-    version, bin_dir = out.stdout.split()
-    return {"K8S_VERSION": version, "MC_BIN": os.environ.get("MC_BIN", bin_dir)}
+    version, bin_dir, helm_dir = out.stdout.split()
+    return {"K8S_VERSION": version, "MC_BIN": os.environ.get("MC_BIN", bin_dir),
+            "HELM_BIN": helm_dir}
 
 
 VERSIONS = _versions()

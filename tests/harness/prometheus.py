@@ -3,6 +3,7 @@ second: the test exporter, and any target written into its file_sd folder."""
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 import urllib.request
@@ -28,6 +29,10 @@ class Prometheus:
     exporter_target: str
     procs: list[Proc] = field(default_factory=list)
     url: str = ""
+    # Basic auth (Prometheus's --web.config.file): user -> bcrypt hash, and the plain
+    # (user, password) the harness itself uses to see that it is ready.
+    basic_auth_users: dict[str, str] | None = None
+    login: tuple[str, str] | None = None
 
     def start(self) -> Prometheus:
         binary = prometheus_binary()
@@ -48,16 +53,19 @@ class Prometheus:
         config_file.write_text(yaml.safe_dump(config))
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
-        proc = Proc("prometheus", [
-            binary, f"--config.file={config_file}",
-            f"--storage.tsdb.path={self.workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--storage.tsdb.retention.time=1d", "--log.level=warn",
-        ], self.workdir / "prometheus.log").start()
+        argv = [binary, f"--config.file={config_file}",
+                f"--storage.tsdb.path={self.workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                "--storage.tsdb.retention.time=1d", "--log.level=warn"]
+        if self.basic_auth_users:
+            web_config = self.workdir / "web.yml"
+            web_config.write_text(yaml.safe_dump({"basic_auth_users": self.basic_auth_users}))
+            argv.append(f"--web.config.file={web_config}")
+        proc = Proc("prometheus", argv, self.workdir / "prometheus.log").start()
         self.procs.append(proc)
         try:
-            wait_for(lambda: _ok(f"{self.url}/-/ready"), timeout=60, what="prometheus /-/ready",
-                     alive=proc.check_alive)
+            wait_for(lambda: _ok(f"{self.url}/-/ready", self.login), timeout=60,
+                     what="prometheus /-/ready", alive=proc.check_alive)
         except BaseException:
             self.stop()
             raise
@@ -80,6 +88,10 @@ class Prometheus:
         self.procs.clear()
 
 
-def _ok(url: str) -> bool:
-    with urllib.request.urlopen(url, timeout=5) as response:
+def _ok(url: str, login: tuple[str, str] | None = None) -> bool:
+    request = urllib.request.Request(url)
+    if login:
+        token = base64.b64encode(":".join(login).encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
+    with urllib.request.urlopen(request, timeout=5) as response:
         return response.status == 200

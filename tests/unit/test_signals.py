@@ -299,6 +299,7 @@ class FakePrometheus:
     def __init__(self, *, parse_endpoint: bool = False) -> None:
         self.parse_endpoint = parse_endpoint
         self.requests: list[tuple[str, dict]] = []
+        self.authorization: list[str | None] = []   # each query's Authorization header
         self.results: dict[str, dict] = {}
 
     async def __aenter__(self) -> FakePrometheus:
@@ -318,6 +319,7 @@ class FakePrometheus:
 
     async def _query(self, request: web.Request) -> web.Response:
         self.requests.append((request.path, dict(request.query)))
+        self.authorization.append(request.headers.get("Authorization"))
         query = request.query["query"]
         if query.count("(") != query.count(")"):
             return web.json_response({"status": "error", "errorType": "bad_data", "error":

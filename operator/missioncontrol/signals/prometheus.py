@@ -8,9 +8,11 @@ or NaN is "unknown" for the targets concerned: never healthy, never failing."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import math
 from collections.abc import Awaitable, Hashable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 
@@ -48,19 +50,49 @@ class Answer:
         return None if value is None or math.isnan(value) else value
 
 
+@dataclass(frozen=True)
+class Credentials:
+    """How the operator proves who it is to a Prometheus behind authentication: a bearer
+    token (an authenticating proxy, e.g. one that checks ServiceAccount tokens) or basic auth
+    (Prometheus's own web config, hosted services). The secrets are files, read at every
+    query: a rotated token or password is used at once, and none is ever in an argument."""
+    bearer_token_file: str | None = None
+    username: str | None = None
+    password_file: str | None = None
+
+    def headers(self) -> dict[str, str]:
+        """Raises PrometheusError when a file cannot be read: an unknown reading, as for an
+        unreachable Prometheus."""
+        try:
+            if self.bearer_token_file:
+                token = Path(self.bearer_token_file).read_text().strip()
+                return {"Authorization": f"Bearer {token}"}
+            if self.username is not None:
+                password = (Path(self.password_file).read_text().rstrip("\r\n")
+                            if self.password_file else "")
+                pair = f"{self.username}:{password}".encode()
+                return {"Authorization": f"Basic {base64.b64encode(pair).decode()}"}
+        except (OSError, UnicodeError, ValueError) as exc:
+            raise PrometheusError(f"cannot read the Prometheus credentials: {exc}") from None
+        return {}
+
+
 class Prometheus:
-    def __init__(self, url: str, *, timeout: float = 5.0, connect_timeout: float = 2.0) -> None:
+    def __init__(self, url: str, *, timeout: float = 5.0, connect_timeout: float = 2.0,
+                 credentials: Credentials | None = None) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.connect_timeout = connect_timeout
+        self.credentials = credentials or Credentials()
 
     async def _get(self, path: str, params: dict[str, str]) -> dict:
         # One session per call: nothing to close at exit, nothing bound to another loop, and
         # a hung connection dies with its call.
         deadline = aiohttp.ClientTimeout(total=self.timeout, connect=self.connect_timeout)
+        headers = self.credentials.headers()
         try:
             async with aiohttp.ClientSession(timeout=deadline) as session, \
-                    session.get(f"{self.url}{path}", params=params) as response:
+                    session.get(f"{self.url}{path}", params=params, headers=headers) as response:
                 try:
                     body = await response.json(content_type=None)
                 except ValueError:
@@ -70,6 +102,9 @@ class Prometheus:
                                      str(body.get("error") or ""))
                 if response.status == 404:
                     raise EndpointMissing(f"HTTP 404 from {path}")
+                if response.status in (401, 403):
+                    raise PrometheusError(f"HTTP {response.status} from {path}: check the "
+                                          "Prometheus credentials (--prometheus-*)")
                 if response.status != 200 or not isinstance(body, dict):
                     raise PrometheusError(f"HTTP {response.status} from {path}")
                 return body
