@@ -19,6 +19,10 @@ from missioncontrol import timeutil
 
 pytestmark = pytest.mark.cluster
 FAILURES, GRACE = 3, 2.0
+# First failing check -> rolled back: the checks 1 s apart, then the rollback, with room for a
+# loaded machine. A round that waited on a hung Prometheus would add its 5 s deadline to each
+# of the checks (15 s or more), far past this.
+LIMIT = FAILURES * 1.0 + 4.0
 
 
 def readiness_policy(*, interval: float) -> dict:
@@ -155,13 +159,13 @@ def _say(delays: dict[str, float], what: str) -> None:
     print(f"\nbroken release, {what}: detected {delays['detect']:.2f} s and rolled back "
           f"{delays['rollback']:.2f} s after the release; rolled back "
           f"{delays['failing_to_rollback']:.2f} s after the first failing check "
-          f"(limit {FAILURES} x 1 s + 2 s; grace {GRACE:g} s)")
+          f"(limit {LIMIT:g} s; grace {GRACE:g} s)")
 
 
 def test_a_broken_release_with_a_1s_probe_is_rolled_back_in_time(rb001, cluster):
     delays = _rollback_delays(rb001, cluster, prometheus_url=cluster.env.prometheus_url)
     _say(delays, "real Prometheus")
-    assert delays["failing_to_rollback"] <= FAILURES * 1.0 + 2.0, delays
+    assert delays["failing_to_rollback"] <= LIMIT, delays
 
 
 def test_a_hung_prometheus_does_not_delay_the_readiness_rollback(rb001, cluster):
@@ -176,7 +180,7 @@ def test_a_hung_prometheus_does_not_delay_the_readiness_rollback(rb001, cluster)
         policy = cluster.get("IncidentPolicy", "checkout-guard")
     _say(delays, f"hung Prometheus ({accepted} connections held, none answered)")
     assert accepted >= 1                       # the operator did ask, and got no answer
-    assert delays["failing_to_rollback"] <= FAILURES * 1.0 + 2.0, delays
+    assert delays["failing_to_rollback"] <= LIMIT, delays
     assert error_rate["lastOutcome"] == "Unknown", error_rate
     assert "no answer within 5s" in error_rate["lastMessage"], error_rate
     ready = next(c for c in policy["status"]["conditions"] if c["type"] == "Ready")
