@@ -84,13 +84,15 @@ def namespace(env: Env, _describe: None) -> Iterator[str]:
 
 
 _ENVIRONMENT: list[str] = []
-MEASURED: list[str] = []   # figures a test measured, shown at the end of the run
 
 
 @pytest.fixture
-def measured() -> list[str]:
-    """Append a line here to have it shown in the run's summary."""
-    return MEASURED
+def measured(request: pytest.FixtureRequest) -> Iterator[list[str]]:
+    """Append a line here to have it shown in the run's summary. The lines travel in the
+    test's report, so they reach the summary also from a pytest-xdist worker."""
+    lines: list[str] = []
+    yield lines
+    request.node.user_properties.extend(("measured", line) for line in lines)
 
 
 @pytest.fixture(scope="session")
@@ -100,12 +102,33 @@ def _describe(env: Env) -> None:
     _ENVIRONMENT.append(f"prometheus at {env.prometheus_url}")
 
 
+@pytest.fixture(autouse=True)
+def _environment_reported(request: pytest.FixtureRequest) -> Iterator[None]:
+    """The first test of each process (each xdist worker has its own cluster) carries the
+    environment it ran against in its report."""
+    yield
+    if _ENVIRONMENT and not getattr(_environment_reported, "done", False):
+        _environment_reported.done = True
+        request.node.user_properties.extend(("environment", line) for line in _ENVIRONMENT)
+
+
+_SHOWN: dict[str, list[str]] = {"environment": [], "measured": []}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when != "teardown":
+        return
+    for key, line in report.user_properties:
+        if key in _SHOWN and line not in _SHOWN[key]:
+            _SHOWN[key].append(line)
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ARG001
-    if _ENVIRONMENT:
+    if _SHOWN["environment"]:
         terminalreporter.write_sep("-", "integration environment")
-        for line in _ENVIRONMENT:
+        for line in _SHOWN["environment"]:
             terminalreporter.write_line(line)
-    if MEASURED:
+    if _SHOWN["measured"]:
         terminalreporter.write_sep("-", "measured")
-        for line in MEASURED:
+        for line in _SHOWN["measured"]:
             terminalreporter.write_line(line)
