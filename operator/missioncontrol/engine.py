@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from . import comms, metrics, people, podtemplate, recovery, tenancy
@@ -26,44 +26,19 @@ from .actions import freeze as freezing
 from .detect.release import TargetState
 from .guard import POLICY_NAMESPACE, find_ownership
 from .guard import Context as GuardContext
-from .kube import ApiException, Backoff, Kube, Missed, Unavailable
+from .kube import ApiException, Backoff, Missed, Unavailable
 from .model import Ownership, Policy, Recovery, Runbook, Step, Trigger, effective_runbook
-from .notifiers import DEFAULT_POLICY
-from .notifiers import Policy as DeliveryPolicy
 from .paging import Ask, Brief, Pager, page_roles
 from .parse import ModelError
 from .records import from_dict, to_dict
+from .rounds import Engine, Loaded
 from .signals.kubernetes import rolled_out
-from .signals.prometheus import Prometheus
-from .timeutil import Clock
 
 log = logging.getLogger(__name__)
-EventPoster = Callable[[dict, str, str, str], None]   # (body, type, reason, message)
 STEP_TIMEOUT = 120.0
-WARNINGS = ("Failed", "Escalated", "SLOBreached", inc.AUTOMATION_STOPPED, "DeliveryExpired")
-
-
-@dataclass
-class Engine:
-    kube: Kube
-    prometheus: Prometheus | None
-    clock: Clock
-    post_event: EventPoster
-    force_dry_run: bool = False
-    tick: float = 2.0
-    delivery: DeliveryPolicy = DEFAULT_POLICY
-    redeliver_every: float = 60.0     # between deliveries of a failed page or all-clear
-    delivery_expiry: float = 86400.0  # then it is given up (status outcome "expired")
-
-
-@dataclass
-class Loaded:
-    runbook: Runbook
-    policy: Policy | None
-    ownership: Ownership | None
-    deployment: dict | None
-    policy_status: dict | None = None   # as read this round: the guard's target checks
-    gone: tuple[str, str] | None = None   # (reason, message): the policy or target is gone
+CLOSE_REFUSED = "CloseRefused"
+WARNINGS = ("Failed", "Escalated", "SLOBreached", inc.AUTOMATION_STOPPED, "DeliveryExpired",
+            CLOSE_REFUSED)
 
 
 AUTOMATION_STOPPED_PAGE = "automation-stopped"   # Page.about of the page that says so
@@ -81,9 +56,6 @@ class Run:
         self.lock = asyncio.Lock()
         self.tasks: dict[str, asyncio.Task] = {}
         self.paging: set[tuple] = set()   # deliveries under way (see paging.page_roles)
-        # People closed it (handlers.incidents.close_incident) while a round was under way:
-        # that round must not write its older status over the close.
-        self.closed: Callable[[], bool] = lambda: False
         self.missed = Missed()   # tries an API server outage made fail, told on an Event
 
     # -- status ------------------------------------------------------------------------------
@@ -108,7 +80,7 @@ class Run:
     async def _commit(self, before: inc.IncidentStatus) -> None:
         self.status = replace(self.status, slo=inc.slo_status(self.status, self.e.clock())[0])
         data = to_dict(self.status)
-        if data == self.committed or self.closed():
+        if data == self.committed:
             return
         # Written through an outage: what happened must be recorded before anything goes on.
         await self.e.kube.patiently(lambda: self.e.kube.patch_status(
@@ -122,13 +94,11 @@ class Run:
             self.e.post_event(self.body, kind, entry.type, entry.message)
 
     # -- the loop -----------------------------------------------------------------------------
-    async def drive(self, stopped: Any, latest: Callable[[], dict],
-                    closed: Callable[[], bool] | None = None) -> None:
-        self.closed = closed or self.closed
+    async def drive(self, stopped: Any, latest: Callable[[], dict]) -> None:
         # An API server outage is waited out here, never left to kopf's daemon backoff.
         backoff = Backoff()
         try:
-            while not stopped and not self.closed():
+            while not stopped:
                 self.body = latest()
                 try:
                     wait = await self.round()
@@ -150,9 +120,16 @@ class Run:
                 told = self.missed.told(self.e.clock(), "incident rounds delayed")
                 if told:
                     self.e.post_event(self.body, "Warning", "APIUnavailable", told)
-                if not self.status.open and not comms.owed(self.status):
+                if self.status.phase == inc.CLOSED:
                     return
-                await stopped.wait(wait)
+                if not (self.status.open or comms.owed(self.status)
+                        or _close_asked(self.body["spec"])):
+                    # Nothing left: kopf stops this daemon as its filter stops matching. It
+                    # must not return by itself: kopf never starts a daemon that did so
+                    # again for the object, and a close asked later is this daemon's work.
+                    await stopped.wait()
+                    return
+                await self.pause(stopped, wait, latest)
         finally:
             # Let deliveries under way finish (they are recorded); then stop what is left.
             running = [t for t in self.tasks.values() if not t.done()]
@@ -161,7 +138,18 @@ class Run:
             for task in self.tasks.values():
                 task.cancel()
 
+    async def pause(self, stopped: Any, wait: float, latest: Callable[[], dict]) -> None:
+        """Until the next round; a request to close it (spec.close) cuts the wait short."""
+        until = self.e.clock() + wait
+        while not stopped and not _close_asked(latest()["spec"]):
+            left = until - self.e.clock()
+            if left <= 0:
+                return
+            await stopped.wait(min(left, self.e.tick))
+
     async def round(self) -> float:
+        if await self.close():
+            return 0.0
         loaded = await self.load()
         if isinstance(loaded, str):
             await self.apply(lambda s: inc.note(s, self.e.clock(), "Failed", loaded)
@@ -188,6 +176,30 @@ class Run:
         await self.track(loaded)
         await people.communicate(self, loaded)
         return self.e.tick
+
+    async def close(self) -> bool:
+        """People asked to close it (spec.close): done here, by the daemon that writes the rest
+        of the status, so no round in flight can write an open copy over the close."""
+        spec = self.body["spec"]
+        if not spec.get("close") or self.status.phase == inc.CLOSED:
+            return False
+        items = spec.get("actionItems") or []
+        now = self.e.clock()
+        if not inc.closable(items):
+            # The API refuses this already; said once here too rather than ignored silently.
+            if not any(e.type == CLOSE_REFUSED for e in self.status.timeline):
+                await self.apply(lambda s: inc.note(
+                    s, now, CLOSE_REFUSED, "closing needs action items, each with an assignee"))
+            return False
+        freeze, lifted = self.status.freeze, None
+        if freeze is not None and freeze.active:
+            lifted = await freezing.lift(self.e.kube, incident=self.name,
+                                         namespace=self.namespace, freeze=freeze, now=now,
+                                         reason="the incident is closed")
+        await self.apply(lambda s: inc.close(
+            replace(s, freeze=lifted) if lifted is not None else s, now, items))
+        log.info("incident %s/%s: closed", self.namespace, self.name)
+        return True
 
     async def load(self) -> Loaded | str:
         spec = self.body["spec"]
@@ -577,6 +589,10 @@ async def _past_outages(work: Awaitable[None]) -> None:
     once, by kube.Health); the next round starts it again."""
     with contextlib.suppress(Unavailable):
         await work
+
+
+def _close_asked(spec: dict) -> bool:
+    return bool(spec.get("close")) and inc.closable(spec.get("actionItems") or [])
 
 
 def _blocks(step: Step, state: str) -> bool:

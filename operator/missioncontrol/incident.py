@@ -271,6 +271,16 @@ def move(status: IncidentStatus, now: float, phase: str, message: str) -> Incide
     return note(status, now, phase, message)
 
 
+def closable(items: list[dict]) -> bool:
+    """Closing needs action items, each with an assignee (the API refuses others too)."""
+    return bool(items) and all(i.get("assignee") for i in items)
+
+
+def close(status: IncidentStatus, now: float, items: list[dict]) -> IncidentStatus:
+    return move(status, now, CLOSED, f"closed with {len(items)} action item(s): "
+                + "; ".join(f"{i.get('title', '')} ({i['assignee']})" for i in items))
+
+
 def update_step(status: IncidentStatus, step_id: str, **changes: object) -> IncidentStatus:
     steps = tuple(replace(s, **changes) if s.id == step_id else s for s in status.steps)
     return replace(status, steps=steps)
