@@ -19,9 +19,10 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
-from . import comms, metrics, people, podtemplate, recovery, tenancy
+from . import comms, metrics, people, recovery, tenancy
 from . import incident as inc
-from .actions import EXECUTORS, StepContext, StepResult
+from .actions import StepContext, StepResult
+from .actions import action as action_of
 from .actions import freeze as freezing
 from .detect.release import TargetState
 from .guard import POLICY_NAMESPACE, find_ownership
@@ -37,6 +38,7 @@ from .signals.kubernetes import rolled_out
 log = logging.getLogger(__name__)
 STEP_TIMEOUT = 120.0
 CLOSE_REFUSED = "CloseRefused"
+VERIFY_KEY = "verify"   # the escalation of a step without effect (once per incident)
 WARNINGS = ("Failed", "Escalated", "SLOBreached", inc.AUTOMATION_STOPPED, "DeliveryExpired",
             CLOSE_REFUSED)
 
@@ -315,7 +317,7 @@ class Run:
                 if _blocks(step, record.state):
                     return   # a failed change holds the rest back; people take over
                 continue
-            if step.read_only:
+            if action_of(step).read_only:
                 self.start_background(f"step:{step.id}", self.execute(step, loaded))
                 continue
             await self.execute(step, loaded)
@@ -344,7 +346,7 @@ class Run:
         try:
             # Every step acts on the target's namespace: none runs in a protected one.
             tenancy.refuse_protected(ctx.target[0], what=f"run step {step.id}")
-            result = await asyncio.wait_for(EXECUTORS[step.action](ctx, step),
+            result = await asyncio.wait_for(action_of(step).run(ctx, step),
                                             step.timeout or STEP_TIMEOUT)
         except TimeoutError:
             result = StepResult.failed(f"timed out after {step.timeout or STEP_TIMEOUT:g}s")
@@ -480,7 +482,7 @@ class Run:
 
         await self.apply(change)
         await self.escalate_on_time(loaded)
-        await self.verify_rollback(loaded, now)
+        await self.verify_steps(loaded, now)
         if self.status.phase == inc.MITIGATED and self.status.mitigated_at == now:
             metrics.TIME_TO_MITIGATE.labels(runbook=loaded.runbook.id).observe(
                 now - (self.status.detected_at or now))
@@ -506,14 +508,10 @@ class Run:
         dep = loaded.deployment
         if dep is None:
             return recovery.Health(False, False, False)
-        # After our rollback, "healthy" means running the healthy release's template.
-        expected = True
-        rollback = next((s for s in self.status.steps if s.action == "rollback"), None)
-        freeze = self.status.freeze
-        if rollback is not None and rollback.state == inc.SUCCEEDED and freeze \
-                and freeze.allowed_template_hash:
-            expected = podtemplate.fingerprint(dep["spec"]["template"]) \
-                == freeze.allowed_template_hash
+        # Recovery counts only with the target as each step left it (a rolled back
+        # Deployment running the healthy release's template).
+        expected = all(action_of(step).holds(record=record, status=self.status, deployment=dep)
+                       for step, record in self.records(loaded))
         failing, passing, unknown = self.condition_outcomes(loaded)
         return recovery.Health(True, rolled_out(dep), expected, failing, passing, unknown)
 
@@ -531,15 +529,18 @@ class Run:
                 return tuple(out["Fail"]), tuple(out["Pass"]), tuple(out["Unknown"])
         return (), (), ()
 
-    async def verify_rollback(self, loaded: Loaded, now: float) -> None:
-        step = next((s for s in loaded.runbook.steps if s.action == "rollback"), None)
-        record = self.status.step(step.id) if step else None
-        if record is None or record.state != inc.SUCCEEDED or record.finished_at is None:
-            return
-        if self.status.mitigated_at is None and now - record.finished_at > \
-                step.params.verify_within:
-            await self.escalate(loaded, "verify", f"the rollback did not restore service "
-                                f"within {step.params.verify_within / 60:g}m")
+    def records(self, loaded: Loaded) -> list[tuple[Step, inc.StepRecord]]:
+        """The runbook's steps that have a record, with it."""
+        return [(step, record) for step in loaded.runbook.steps
+                if (record := self.status.step(step.id)) is not None]
+
+    async def verify_steps(self, loaded: Loaded, now: float) -> None:
+        """Each step that did not have its effect in time escalates, once."""
+        for step, record in self.records(loaded):
+            why = action_of(step).no_effect(step=step, record=record, status=self.status,
+                                            now=now)
+            if why is not None:
+                await self.escalate(loaded, VERIFY_KEY, why)
 
     def freeze_lift_reason(self, loaded: Loaded, status: inc.IncidentStatus,
                            now: float) -> str | None:
@@ -550,10 +551,9 @@ class Run:
             return "the incident is resolved"
         if self.body["spec"].get("liftFreeze"):
             return "lifted by hand (spec.liftFreeze)"
-        step = next((s for s in loaded.runbook.steps if s.action == "freezeDeployments"), None)
-        if step and freeze.since and now - freeze.since > step.params.max_duration:
-            return f"maxDuration {step.params.max_duration / 60:g}m reached"
-        return None
+        return next((why for step in loaded.runbook.steps
+                     if (why := action_of(step).expired(step=step, status=status, now=now))),
+                    None)
 
 
 def missing(spec: dict, where: str, *, runbook: bool, policy: bool,
@@ -598,7 +598,8 @@ def _close_asked(spec: dict) -> bool:
 def _blocks(step: Step, state: str) -> bool:
     """A failed change stops the runbook (the incident fails and escalates); a failed read
     or page is recorded and reported but stops nothing."""
-    return state == inc.STEP_FAILED and not step.continue_on_failure and not step.read_only
+    return state == inc.STEP_FAILED and not step.continue_on_failure \
+        and not action_of(step).read_only
 
 
 def _ref(body: dict) -> dict:

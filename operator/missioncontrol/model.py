@@ -293,10 +293,6 @@ class Notify:
     message: str = ""
 
 
-# Actions that change nothing: they never gate the steps after them.
-READ_ONLY_ACTIONS = frozenset({"assessBlastRadius", "identifySlowQueries", "notify"})
-
-
 def _parse_params(action: str, r: Reader) -> Any:
     if action == "freezeDeployments":
         return FreezeDeployments(r.str("scope", "Deployment", choices=("Deployment", "Namespace")),
@@ -346,10 +342,6 @@ class Step:
     description: str = ""
     continue_on_failure: bool = False
     timeout: float | None = None
-
-    @property
-    def read_only(self) -> bool:
-        return self.action in READ_ONLY_ACTIONS
 
     @classmethod
     def parse(cls, r: Reader) -> Step:

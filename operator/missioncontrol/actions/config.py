@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from ..incident import Change
 from ..kube import ApiException
+from ..markdown import and_list
 from ..model import ConfigValue, SetFlags, Step
-from .base import StepContext, StepResult
+from .base import Action, StepContext, StepResult
 
 
 async def set_flags(ctx: StepContext, step: Step) -> StepResult:
@@ -49,3 +50,39 @@ async def _set(ctx: StepContext, config_map: str, values: dict[str, str]) -> Ste
 
 def _short(value: str | None) -> str | None:
     return value if value is None or len(value) <= 1000 else value[:1000] + "..."
+
+
+class SetFlagsAction(Action):
+    name = "setFlags"
+
+    async def run(self, ctx: StepContext, step: Step) -> StepResult:
+        return await set_flags(ctx, step)
+
+    def describe(self, params: SetFlags) -> list[str]:
+        flags = and_list([f"`{k}` to `{v}`" for k, v in params.flags])
+        return [f"Set {flags} in ConfigMap `{params.config_map}`."]
+
+
+class RouteReadsAction(Action):
+    name = "routeReadsToReplica"
+
+    async def run(self, ctx: StepContext, step: Step) -> StepResult:
+        return await route_reads_to_replica(ctx, step)
+
+    def describe(self, params: ConfigValue) -> list[str]:
+        return [f"Route these reads to the replica: set `{params.key}` to `{params.value}` in "
+                f"ConfigMap `{params.config_map}`."]
+
+
+class RateLimitAction(Action):
+    name = "rateLimit"
+
+    async def run(self, ctx: StepContext, step: Step) -> StepResult:
+        return await rate_limit(ctx, step)
+
+    def describe(self, params: ConfigValue) -> list[str]:
+        return [f"Limit to {params.value} requests/s: set `{params.key}` to `{params.value}` "
+                f"in ConfigMap `{params.config_map}`."]
+
+
+SET_FLAGS, ROUTE_READS, RATE_LIMIT = SetFlagsAction(), RouteReadsAction(), RateLimitAction()

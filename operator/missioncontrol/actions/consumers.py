@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ..incident import Change
 from ..model import PauseConsumers, Step
-from .base import StepContext, StepResult
+from .base import Action, StepContext, StepResult
 
 
 async def pause_consumers(ctx: StepContext, step: Step) -> StepResult:
@@ -27,3 +27,17 @@ async def pause_consumers(ctx: StepContext, step: Step) -> StepResult:
         await ctx.kube.call(ctx.kube.apps.patch_namespaced_deployment_scale, change.name,
                             namespace, {"spec": {"replicas": 0}})
     return StepResult.ok(f"paused {names}", changes=changes)
+
+
+class PauseConsumersAction(Action):
+    name = "pauseConsumers"
+
+    async def run(self, ctx: StepContext, step: Step) -> StepResult:
+        return await pause_consumers(ctx, step)
+
+    def describe(self, params: PauseConsumers) -> list[str]:
+        return [f"Pause the consumers selected by "
+                f"`{params.selector.to_query() or '(everything)'}`."]
+
+
+ACTION = PauseConsumersAction()
