@@ -19,9 +19,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
-from . import comms, metrics, people, recovery, tenancy
+from . import comms, metrics, people, recovery, reverts, tenancy
 from . import incident as inc
-from .actions import StepContext, StepResult
+from .actions import ACTIONS, StepContext, StepResult
 from .actions import action as action_of
 from .actions import freeze as freezing
 from .detect.release import TargetState
@@ -37,10 +37,10 @@ from .signals.kubernetes import rolled_out
 
 log = logging.getLogger(__name__)
 STEP_TIMEOUT = 120.0
-CLOSE_REFUSED = "CloseRefused"
+CLOSE_REFUSED, REVERT_SKIPPED = "CloseRefused", "RevertSkipped"
 VERIFY_KEY = "verify"   # the escalation of a step without effect (once per incident)
 WARNINGS = ("Failed", "Escalated", "SLOBreached", inc.AUTOMATION_STOPPED, "DeliveryExpired",
-            CLOSE_REFUSED)
+            CLOSE_REFUSED, REVERT_SKIPPED, "RevertFailed")
 
 
 AUTOMATION_STOPPED_PAGE = "automation-stopped"   # Page.about of the page that says so
@@ -122,9 +122,9 @@ class Run:
                 told = self.missed.told(self.e.clock(), "incident rounds delayed")
                 if told:
                     self.e.post_event(self.body, "Warning", "APIUnavailable", told)
-                if self.status.phase == inc.CLOSED:
+                if self.status.phase == inc.CLOSED and not reverts.owed(self.status):
                     return
-                if not (self.status.open or comms.owed(self.status)
+                if not (self.status.open or comms.owed(self.status) or reverts.owed(self.status)
                         or _close_asked(self.body["spec"])):
                     # Nothing left: kopf stops this daemon as its filter stops matching. It
                     # must not return by itself: kopf never starts a daemon that did so
@@ -162,6 +162,7 @@ class Run:
             return 30.0
         await self.remember_ownership(loaded)
         if not self.status.open:
+            await self.revert()
             return await people.deliver_owed(self, loaded)
         if loaded.gone is not None or self.status.automation_stopped:
             await self.stop_automation(loaded)
@@ -176,6 +177,7 @@ class Run:
         self.start_background("page:initial", self.page_initial(loaded))
         await self.run_steps(loaded)
         await self.track(loaded)
+        await self.revert()
         await people.communicate(self, loaded)
         return self.e.tick
 
@@ -198,9 +200,10 @@ class Run:
             lifted = await freezing.lift(self.e.kube, incident=self.name,
                                          namespace=self.namespace, freeze=freeze, now=now,
                                          reason="the incident is closed")
-        await self.apply(lambda s: inc.close(
-            replace(s, freeze=lifted) if lifted is not None else s, now, items))
+        await self.apply(lambda s: reverts.plan(inc.close(
+            replace(s, freeze=lifted) if lifted is not None else s, now, items), now, inc.CLOSED))
         log.info("incident %s/%s: closed", self.namespace, self.name)
+        await self.revert()
         return True
 
     async def load(self) -> Loaded | str:
@@ -324,6 +327,36 @@ class Run:
             if _blocks(step, self.status.step(step.id).state):
                 return
 
+    async def revert(self) -> None:
+        """Undo what the planned revert records name, one at a time in their order, each
+        recorded before (Running) and after, like a step: a restart performs a Running one
+        again (undo is idempotent) and never one already done."""
+        for record in reverts.pending(self.status):
+            await self.revert_one(record)
+
+    async def revert_one(self, record: inc.StepRecord) -> None:
+        step = self.status.step(reverts.original(record))
+        now = self.e.clock()
+        await self.apply(lambda s: inc.update_step(
+            s, record.id, state=inc.RUNNING, started_at=record.started_at or now,
+            attempts=record.attempts + 1))
+        try:
+            tenancy.refuse_protected(self.body["spec"]["target"]["namespace"],
+                                     what=f"undo step {step.id}")
+            result = await asyncio.wait_for(ACTIONS[record.action].undo(
+                kube=self.e.kube, record=step, dry_run=self.dry_run), STEP_TIMEOUT)
+        except TimeoutError:
+            result = StepResult.failed(f"timed out after {STEP_TIMEOUT:g}s")
+        except Unavailable:
+            raise   # it stays Running and runs again
+        except ApiException as exc:
+            result = StepResult.failed(f"API error {exc.status}: {exc.reason}")
+        except Exception as exc:  # noqa: BLE001 - an undo's bug must not kill the incident
+            log.exception("undo of %s of %s failed", record.id, self.name)
+            result = StepResult.failed(f"{type(exc).__name__}: {exc}")
+        done = self.e.clock()
+        await self.apply(lambda s: _reverted(s, record, result, done))
+
     def start_background(self, key: str, work: Awaitable[None]) -> None:
         """Run `work` beside the loop, once at a time per key; a finished key may run again
         (a failed page is retried: see comms.redelivery_due for its pace)."""
@@ -369,7 +402,8 @@ class Run:
 
         def record(s: inc.IncidentStatus) -> inc.IncidentStatus:
             s = inc.update_step(s, step.id, state=result.state, finished_at=now,
-                                message=result.message[:1000], changes=result.changes)
+                                message=result.message[:1000], changes=result.changes,
+                                revert_on=action_of(step).reverts_on(step))
             if result.updates:
                 s = replace(s, **result.updates)
             kind = "Failed" if result.state == inc.STEP_FAILED else f"Step{result.state}"
@@ -475,6 +509,8 @@ class Run:
 
         def change(s: inc.IncidentStatus) -> inc.IncidentStatus:
             s = recovery.progress(s, loaded.runbook, health, now)
+            if s.phase == inc.RESOLVED:   # what is undone on resolution, in the same write
+                s = reverts.plan(s, now, inc.RESOLVED)
             if lifted is not None:
                 s = inc.note(replace(s, freeze=lifted), now, "FreezeLifted",
                              f"deploy freeze lifted: {reason}")
@@ -589,6 +625,15 @@ async def _past_outages(work: Awaitable[None]) -> None:
     once, by kube.Health); the next round starts it again."""
     with contextlib.suppress(Unavailable):
         await work
+
+
+def _reverted(status: inc.IncidentStatus, record: inc.StepRecord, result: StepResult,
+              now: float) -> inc.IncidentStatus:
+    status = inc.update_step(status, record.id, state=result.state, finished_at=now,
+                             message=result.message[:1000], changes=result.changes)
+    kind = {inc.SUCCEEDED: "Reverted", inc.SKIPPED: REVERT_SKIPPED,
+            inc.PLANNED: "RevertPlanned"}.get(result.state, "RevertFailed")
+    return inc.note(status, now, kind, f"{record.id} ({record.action}): {result.message}")
 
 
 def _close_asked(spec: dict) -> bool:

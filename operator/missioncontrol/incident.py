@@ -51,6 +51,7 @@ class StepRecord:
     message: str = ""
     changes: tuple[Change, ...] = ()
     attempts: int = 0
+    revert_on: tuple[str, ...] = ()   # the phases that undo its changes (reverts.py)
 
 
 @dataclass(frozen=True)

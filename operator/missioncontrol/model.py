@@ -21,6 +21,7 @@ ROUTE_TYPES = ("PagerDuty", "Slack", "Webhook")
 ACTIONS = ("freezeDeployments", "assessBlastRadius", "rollback", "routeReadsToReplica",
            "setFlags", "rateLimit", "pauseConsumers", "replaySample", "identifySlowQueries",
            "notify")
+REVERT_ON = ("Resolved", "Closed")
 WHEN = ("Always", "NotMitigated", "NotRecovered", "SLOBreached")
 DEFAULT_CADENCE = {"SEV1": 15 * 60.0, "SEV2": 30 * 60.0, "SEV3": 3600.0, "SEV4": 4 * 3600.0}
 # The range of every duration, in seconds: the same the CRDs' rules enforce (docs/api.md,
@@ -342,6 +343,7 @@ class Step:
     description: str = ""
     continue_on_failure: bool = False
     timeout: float | None = None
+    revert_on: tuple[str, ...] | None = None   # None: the action's default (actions/)
 
     @classmethod
     def parse(cls, r: Reader) -> Step:
@@ -353,7 +355,9 @@ class Step:
         return cls(id=r.str("id"), action=action, params=_parse_params(action, r.obj(action)),
                    description=r.str("description", ""),
                    continue_on_failure=r.bool("continueOnFailure", False),
-                   timeout=r.duration("timeout", None, bounds=SPAN))
+                   timeout=r.duration("timeout", None, bounds=SPAN),
+                   revert_on=r.strings("revertOn", choices=REVERT_ON)
+                   if r.has("revertOn") else None)
 
 
 # -- escalation, recovery, automation ----------------------------------------------------------

@@ -86,6 +86,10 @@ def _steps(steps: tuple[model.Step, ...]) -> list[str]:
             lines.append(f"   - Times out after {_dur(step.timeout)}.")
         if step.continue_on_failure:
             lines.append("   - The steps after it run even if it fails.")
+        phases = action(step).reverts_on(step)
+        if phases:
+            lines.append(f"   - Put back when the incident is {' or '.join(phases).lower()}, "
+                         f"unless someone changed it since.")
     return lines
 
 

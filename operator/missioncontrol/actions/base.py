@@ -78,6 +78,20 @@ class Action:
     effect is judged by the incident's recovery alone."""
     name: ClassVar[str]
     read_only: ClassVar[bool] = False   # changes nothing: gates no step after it
+    undoable: ClassVar[bool] = False    # `undo` puts its changes back
+    revert_on: ClassVar[tuple[str, ...]] = ()   # undone then, unless the step's revertOn says
+
+    def reverts_on(self, step: Step) -> tuple[str, ...]:
+        """The phases in which this step's changes are undone (none, if it cannot be)."""
+        if not self.undoable:
+            return ()
+        return self.revert_on if step.revert_on is None else step.revert_on
+
+    async def undo(self, *, kube: Kube, record: StepRecord, dry_run: bool) -> StepResult:
+        """Put back each change `record` made, unless someone changed the value since: then
+        leave it and say who (`changed_by`). Idempotent: a value already put back counts as
+        done. In dry-run mode only say what it would do."""
+        raise NotImplementedError
 
     async def run(self, ctx: StepContext, step: Step) -> StepResult:
         """Apply the step (idempotently: the live object and the record are checked first),
@@ -101,3 +115,29 @@ class Action:
     def expired(self, *, step: Step, status: IncidentStatus, now: float) -> str | None:
         """Why what the step holds in place (a freeze) must be let go now, or None."""
         return None
+
+
+def changed_by(body: dict, path: tuple[str, ...]) -> str:
+    """Who last wrote a field of `body` (`path` in managedFields' terms, e.g. ("f:data",
+    "f:mode")), from its managedFields: the manager, or "someone else" if none is named."""
+    owners = []
+    for entry in (body.get("metadata") or {}).get("managedFields") or []:
+        node = entry.get("fieldsV1") or {}
+        for key in path:
+            node = node.get(key) if isinstance(node, dict) else None
+        if node is not None and entry.get("manager"):
+            owners.append((entry.get("time") or "", entry["manager"]))
+    return max(owners)[1] if owners else "someone else"
+
+
+def undone(done: list[str], skipped: list[str], changes: tuple[Change, ...],
+           dry_run: bool) -> StepResult:
+    """The result of an undo: what was put back, and what was left as someone set it."""
+    if dry_run:
+        return StepResult.planned("would restore " + "; ".join(done) if done
+                                  else "nothing to restore", changes=changes)
+    if skipped:
+        return StepResult.skipped("; ".join(skipped) + (
+            f" (restored: {'; '.join(done)})" if done else ""), changes=changes)
+    return StepResult.ok("restored " + "; ".join(done) if done else "nothing to restore",
+                         changes=changes)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import kopf
 
-from .. import GROUP, VERSION, comms, intake, leadership
+from .. import GROUP, VERSION, comms, intake, leadership, reverts
 from .. import incident as inc
 from ..engine import Run
 from ..kube import ApiException, Missed
@@ -22,10 +22,12 @@ def _needs_daemon(*, status: kopf.Status, spec: kopf.Spec | None = None, **_: ob
         return True
     if phase and phase != inc.CLOSED and (spec or {}).get("close"):
         return True
-    if phase != inc.RESOLVED:
+    if phase not in (inc.RESOLVED, inc.CLOSED):
         return False
     try:
-        return comms.owed(from_dict(inc.IncidentStatus, dict(status)))
+        typed = from_dict(inc.IncidentStatus, dict(status))
+        # Undoing its steps is owed in either phase; pages and the all-clear once resolved.
+        return reverts.owed(typed) or (phase == inc.RESOLVED and comms.owed(typed))
     except (AttributeError, TypeError, ValueError, KeyError):   # unreadable: owes nothing known
         return False
 
