@@ -152,6 +152,8 @@ class Run:
     async def round(self) -> float:
         if await self.close():
             return 0.0
+        # Owed undo needs only the status: it goes on whatever became of the runbook.
+        await self.revert()
         loaded = await self.load()
         if isinstance(loaded, str):
             await self.apply(lambda s: inc.note(s, self.e.clock(), "Failed", loaded)
@@ -162,7 +164,6 @@ class Run:
             return 30.0
         await self.remember_ownership(loaded)
         if not self.status.open:
-            await self.revert()
             return await people.deliver_owed(self, loaded)
         if loaded.gone is not None or self.status.automation_stopped:
             await self.stop_automation(loaded)
