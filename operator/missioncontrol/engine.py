@@ -38,7 +38,7 @@ from .signals.kubernetes import rolled_out
 log = logging.getLogger(__name__)
 STEP_TIMEOUT = 120.0
 CLOSE_REFUSED, REVERT_SKIPPED = "CloseRefused", "RevertSkipped"
-VERIFY_KEY = "verify"   # the escalation of a step without effect (once per incident)
+VERIFY_KEY = "verify"   # verify:<step id>, the escalation of a step without effect
 WARNINGS = ("Failed", "Escalated", "SLOBreached", inc.AUTOMATION_STOPPED, "DeliveryExpired",
             CLOSE_REFUSED, REVERT_SKIPPED, "RevertFailed")
 
@@ -572,12 +572,29 @@ class Run:
                 if (record := self.status.step(step.id)) is not None]
 
     async def verify_steps(self, loaded: Loaded, now: float) -> None:
-        """Each step that did not have its effect in time escalates, once."""
+        """Each step that did not have its effect in time, once: escalate (the default),
+        revert (undo it, if its action can, and escalate) or continue (say so only)."""
         for step, record in self.records(loaded):
-            why = action_of(step).no_effect(step=step, record=record, status=self.status,
-                                            now=now)
-            if why is not None:
-                await self.escalate(loaded, VERIFY_KEY, why)
+            if record.no_effect_at is None:
+                await self.verify_one(loaded, step, record, now)
+
+    async def verify_one(self, loaded: Loaded, step: Step, record: inc.StepRecord,
+                         now: float) -> None:
+        act = action_of(step)
+        why = act.no_effect(step=step, record=record, status=self.status, now=now)
+        if why is None:
+            return
+
+        def judged(s: inc.IncidentStatus) -> inc.IncidentStatus:
+            s = inc.update_step(s, step.id, no_effect_at=now)
+            if step.on_no_effect == "revert" and act.undoable:
+                return reverts.plan_one(s, now, step.id, why)
+            return inc.note(s, now, "NoEffect", why) if step.on_no_effect == "continue" else s
+
+        if step.on_no_effect == "continue":
+            await self.apply(judged)
+        else:   # the judgement and its escalation land in one write
+            await self.escalate(loaded, f"{VERIFY_KEY}:{step.id}", why, also=judged)
 
     def freeze_lift_reason(self, loaded: Loaded, status: inc.IncidentStatus,
                            now: float) -> str | None:

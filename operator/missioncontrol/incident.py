@@ -52,6 +52,7 @@ class StepRecord:
     changes: tuple[Change, ...] = ()
     attempts: int = 0
     revert_on: tuple[str, ...] = ()   # the phases that undo its changes (reverts.py)
+    no_effect_at: float | None = stamp()   # judged without effect (verifyWithin passed)
 
 
 @dataclass(frozen=True)

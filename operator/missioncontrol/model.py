@@ -22,6 +22,7 @@ ACTIONS = ("freezeDeployments", "assessBlastRadius", "rollback", "routeReadsToRe
            "setFlags", "rateLimit", "pauseConsumers", "replaySample", "identifySlowQueries",
            "notify")
 REVERT_ON = ("Resolved", "Closed")
+ON_NO_EFFECT = ("escalate", "revert", "continue")
 WHEN = ("Always", "NotMitigated", "NotRecovered", "SLOBreached")
 DEFAULT_CADENCE = {"SEV1": 15 * 60.0, "SEV2": 30 * 60.0, "SEV3": 3600.0, "SEV4": 4 * 3600.0}
 # The range of every duration, in seconds: the same the CRDs' rules enforce (docs/api.md,
@@ -344,6 +345,8 @@ class Step:
     continue_on_failure: bool = False
     timeout: float | None = None
     revert_on: tuple[str, ...] | None = None   # None: the action's default (actions/)
+    verify_within: float | None = None   # mitigated within this long after it, or no effect
+    on_no_effect: str = "escalate"
 
     @classmethod
     def parse(cls, r: Reader) -> Step:
@@ -357,7 +360,9 @@ class Step:
                    continue_on_failure=r.bool("continueOnFailure", False),
                    timeout=r.duration("timeout", None, bounds=SPAN),
                    revert_on=r.strings("revertOn", choices=REVERT_ON)
-                   if r.has("revertOn") else None)
+                   if r.has("revertOn") else None,
+                   verify_within=r.duration("verifyWithin", None, bounds=SPAN),
+                   on_no_effect=r.str("onNoEffect", "escalate", choices=ON_NO_EFFECT))
 
 
 # -- escalation, recovery, automation ----------------------------------------------------------

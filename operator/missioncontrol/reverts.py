@@ -45,6 +45,16 @@ def plan(status: inc.IncidentStatus, now: float, phase: str) -> inc.IncidentStat
                     f"{', '.join(r.id for r in due)}, in that order")
 
 
+def plan_one(status: inc.IncidentStatus, now: float, step_id: str,
+             why: str) -> inc.IncidentStatus:
+    """Undo one step now (onNoEffect: revert), once."""
+    record = status.step(step_id)
+    if record is None or not record.changes or status.step(of(step_id)) is not None:
+        return status
+    status = replace(status, steps=(*status.steps, inc.StepRecord(of(step_id), record.action)))
+    return inc.note(status, now, "Reverting", f"undoing {step_id}: {why}")
+
+
 def pending(status: inc.IncidentStatus) -> tuple[inc.StepRecord, ...]:
     """The revert records still to perform, in order (one Running after a restart first)."""
     return tuple(r for r in status.steps if is_revert(r) and r.state not in inc.STEP_DONE)

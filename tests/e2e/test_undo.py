@@ -22,10 +22,10 @@ STEPS = [
 ]
 
 
-def setup(cluster: Cluster, rb001) -> None:
+def setup(cluster: Cluster, rb001, steps: list[dict] = STEPS) -> None:
     """RB-001 reduced to three undoable steps (no freeze, no rollback: a fixed release ends
     the incident), a guarded checkout, its ConfigMaps and one consumer running 3 replicas."""
-    cluster.patch("Runbook", "rb-001", {"spec": {"firstResponse": {"steps": STEPS},
+    cluster.patch("Runbook", "rb-001", {"spec": {"firstResponse": {"steps": steps},
                                                  "automation": None}})
     cluster.core.create_namespaced_config_map(cluster.namespace, {
         "metadata": {"name": "checkout-flags"}, "data": {"safe-mode": "off", "theme": "dark"}})
@@ -118,3 +118,31 @@ def test_a_flag_changed_by_hand_is_not_overwritten_and_the_skip_is_reported(
         cluster.namespace, field_selector=f"involvedObject.name={name}").items
         if e.reason == "RevertSkipped"], timeout=30, what="the RevertSkipped Event")
     assert events[0].type == "Warning" and "kubectl-patch" in events[0].message
+
+
+def test_a_step_without_effect_escalates_and_with_on_no_effect_revert_is_undone(
+        rb001, cluster):
+    steps = [{**STEPS[0], "verifyWithin": "3s", "onNoEffect": "revert"},
+             {**STEPS[1], "verifyWithin": "3s"}]   # onNoEffect: escalate, the default
+    setup(cluster, rb001, steps)
+    cluster.release("checkout", image="shop/checkout:2.0", ready=False)   # never fixed
+    name = cluster.one_incident()["metadata"]["name"]
+    steps_done(cluster, name, "flags", "routing")
+    done = steps_done(cluster, name, "revert:flags")
+    assert done["revert:flags"]["state"] == "Succeeded"
+    assert data(cluster, "checkout-flags")["safe-mode"] == "off"
+
+    def escalated() -> set | None:
+        status = cluster.get("Incident", name)["status"]
+        keys = {e["after"] for e in status.get("escalations") or []}
+        return keys if {"verify:flags", "verify:routing"} <= keys else None
+    wait_for(escalated, timeout=30, what="both steps escalated as without effect")
+    status = cluster.get("Incident", name)["status"]
+    assert status["phase"] != "Resolved" and status["escalated"]
+    steps = {s["id"]: s for s in status["steps"]}
+    assert steps["flags"]["noEffectAt"] and steps["routing"]["noEffectAt"]
+    # Escalate alone leaves its change in place while the incident is open.
+    assert "revert:routing" not in steps
+    assert data(cluster, "checkout-routing") == {"non-critical-reads": "replica"}
+    assert any(e["type"] == "Escalated" and "step flags (setFlags) had no effect" in e["message"]
+               for e in status["timeline"])

@@ -199,3 +199,38 @@ def test_a_restart_in_the_middle_of_an_undo_neither_repeats_nor_skips_one(crash_
     assert [(r.id, r.state) for r in status.steps if reverts.is_revert(r)] == [
         ("revert:consumers", inc.SUCCEEDED), ("revert:flags", inc.SUCCEEDED)]
     assert not reverts.owed(status)
+
+
+# -- verification -------------------------------------------------------------------------------
+def step(action: str = "setFlags", **kw):
+    from missioncontrol.model import Step
+    return Step(id="flags", action=action, params=None, **kw)
+
+
+def test_a_step_without_effect_within_verify_within_is_judged_so() -> None:
+    from missioncontrol.actions import ACTIONS
+    flags = ACTIONS["setFlags"]
+    record = changed("flags", "setFlags", FLAG)   # finished at T0 + 1
+    status = inc.opened(now=T0, mode="enforce", slo=1200.0, evidence=(), steps=(), reason="x")
+    judge = lambda s, st, now: flags.no_effect(step=st, record=record, status=s, now=now)  # noqa: E731
+    assert judge(status, step(), T0 + 1000) is None                      # not asked to judge
+    assert judge(status, step(verify_within=30.0), T0 + 31) is None      # not yet due
+    assert judge(status, step(verify_within=30.0), T0 + 32) == (
+        "step flags (setFlags) had no effect: not mitigated within 0.5m of it")
+    mitigated = inc.move(status, T0 + 20, inc.MITIGATED, "healthy")
+    assert judge(mitigated, step(verify_within=30.0), T0 + 100) is None  # it worked
+    # A step that changed nothing, or a read, is never judged.
+    assert flags.no_effect(step=step(verify_within=30.0), record=changed("flags", "setFlags"),
+                           status=status, now=T0 + 100) is None
+    assert ACTIONS["notify"].no_effect(step=step("notify", verify_within=30.0), record=record,
+                                       status=status, now=T0 + 100) is None
+
+
+def test_on_no_effect_revert_undoes_that_step_at_once_and_once() -> None:
+    status = resolved(changed("flags", "setFlags", FLAG), changed("other", "setFlags", FLAG))
+    once = reverts.plan_one(status, T0 + 60, "flags", "no effect")
+    assert [r.id for r in reverts.pending(once)] == ["revert:flags"]
+    assert reverts.plan_one(once, T0 + 70, "flags", "no effect") == once
+    # On resolution later, the step already undone is not undone again.
+    assert [r.id for r in reverts.pending(reverts.plan(once, T0 + 90, inc.RESOLVED))] == [
+        "revert:flags", "revert:other"]

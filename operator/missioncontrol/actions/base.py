@@ -104,8 +104,15 @@ class Action:
 
     def no_effect(self, *, step: Step, record: StepRecord, status: IncidentStatus,
                   now: float) -> str | None:
-        """Why people must step in because the step did not have its effect in time, or
-        None (not judged, not yet due, or it worked)."""
+        """Why the step did not have its effect in time, or None (not judged, not yet due,
+        or it worked). With `verifyWithin`: a change that was made, and the incident still
+        not mitigated that long after it (its trigger's checks have not recovered)."""
+        if step.verify_within is None or self.read_only or record.state != SUCCEEDED \
+                or record.finished_at is None or not record.changes:
+            return None
+        if status.mitigated_at is None and now - record.finished_at > step.verify_within:
+            return (f"step {step.id} ({step.action}) had no effect: not mitigated within "
+                    f"{step.verify_within / 60:g}m of it")
         return None
 
     def holds(self, *, record: StepRecord, status: IncidentStatus, deployment: dict) -> bool:

@@ -107,9 +107,9 @@ class RollbackAction(Action):
                   now: float) -> str | None:
         if record.state != SUCCEEDED or record.finished_at is None:
             return None
-        if status.mitigated_at is None and now - record.finished_at > step.params.verify_within:
-            return (f"the rollback did not restore service within "
-                    f"{step.params.verify_within / 60:g}m")
+        within = step.verify_within or step.params.verify_within
+        if status.mitigated_at is None and now - record.finished_at > within:
+            return f"the rollback did not restore service within {within / 60:g}m"
         return None
 
     def holds(self, *, record: StepRecord, status: IncidentStatus, deployment: dict) -> bool:
