@@ -37,9 +37,9 @@ def test_closing_while_rounds_are_in_flight_always_ends_closed(rb001, cluster, e
 
     def busy(name: str) -> bool:
         status = cluster.get("Incident", name).get("status") or {}
-        return status.get("phase") in ("Mitigating", "Failed") and len(
-            status.get("updates") or []) >= 2
-    wait_for(lambda: all(busy(n) for n in names), timeout=90,
+        return status.get("phase") in ("Mitigating", "Failed") and bool(status.get("updates"))
+    # Six incidents' first rounds take long on a loaded machine: the deadline is generous.
+    wait_for(lambda: all(busy(n) for n in names), timeout=240,
              what="every incident open and sending updates")
 
     items = [{"title": "add a readiness gate", "assignee": "ada"}]
