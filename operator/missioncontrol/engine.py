@@ -128,9 +128,13 @@ class Run:
                         or _close_asked(self.body["spec"])):
                     # Nothing left: kopf stops this daemon as its filter stops matching. It
                     # must not return by itself: kopf never starts a daemon that did so
-                    # again for the object, and a close asked later is this daemon's work.
-                    await stopped.wait()
-                    return
+                    # again for the object, and a close asked later is this daemon's work
+                    # (asked before kopf stopped it, the filter still matches: close here).
+                    while not stopped and not _close_asked(latest()["spec"]):
+                        await stopped.wait(self.e.tick)
+                    if stopped:
+                        return
+                    continue
                 await self.pause(stopped, wait, latest)
         finally:
             # Let deliveries under way finish (they are recorded); then stop what is left.
