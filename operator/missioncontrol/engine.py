@@ -16,54 +16,31 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
-from . import comms, metrics, people, podtemplate, recovery, tenancy
+from . import comms, metrics, people, recovery, reverts, tenancy
 from . import incident as inc
-from .actions import EXECUTORS, StepContext, StepResult
+from .actions import ACTIONS, StepContext, StepResult
+from .actions import action as action_of
 from .actions import freeze as freezing
 from .detect.release import TargetState
 from .guard import POLICY_NAMESPACE, find_ownership
 from .guard import Context as GuardContext
-from .kube import ApiException, Backoff, Kube, Missed, Unavailable
+from .kube import ApiException, Backoff, Missed, Unavailable
 from .model import Ownership, Policy, Recovery, Runbook, Step, Trigger, effective_runbook
-from .notifiers import DEFAULT_POLICY
-from .notifiers import Policy as DeliveryPolicy
 from .paging import Ask, Brief, Pager, page_roles
 from .parse import ModelError
 from .records import from_dict, to_dict
+from .rounds import Engine, Loaded
 from .signals.kubernetes import rolled_out
-from .signals.prometheus import Prometheus
-from .timeutil import Clock
 
 log = logging.getLogger(__name__)
-EventPoster = Callable[[dict, str, str, str], None]   # (body, type, reason, message)
 STEP_TIMEOUT = 120.0
-WARNINGS = ("Failed", "Escalated", "SLOBreached", inc.AUTOMATION_STOPPED, "DeliveryExpired")
-
-
-@dataclass
-class Engine:
-    kube: Kube
-    prometheus: Prometheus | None
-    clock: Clock
-    post_event: EventPoster
-    force_dry_run: bool = False
-    tick: float = 2.0
-    delivery: DeliveryPolicy = DEFAULT_POLICY
-    redeliver_every: float = 60.0     # between deliveries of a failed page or all-clear
-    delivery_expiry: float = 86400.0  # then it is given up (status outcome "expired")
-
-
-@dataclass
-class Loaded:
-    runbook: Runbook
-    policy: Policy | None
-    ownership: Ownership | None
-    deployment: dict | None
-    policy_status: dict | None = None   # as read this round: the guard's target checks
-    gone: tuple[str, str] | None = None   # (reason, message): the policy or target is gone
+CLOSE_REFUSED, REVERT_SKIPPED = "CloseRefused", "RevertSkipped"
+VERIFY_KEY = "verify"   # verify:<step id>, the escalation of a step without effect
+WARNINGS = ("Failed", "Escalated", "SLOBreached", inc.AUTOMATION_STOPPED, "DeliveryExpired",
+            CLOSE_REFUSED, REVERT_SKIPPED, "RevertFailed")
 
 
 AUTOMATION_STOPPED_PAGE = "automation-stopped"   # Page.about of the page that says so
@@ -81,9 +58,6 @@ class Run:
         self.lock = asyncio.Lock()
         self.tasks: dict[str, asyncio.Task] = {}
         self.paging: set[tuple] = set()   # deliveries under way (see paging.page_roles)
-        # People closed it (handlers.incidents.close_incident) while a round was under way:
-        # that round must not write its older status over the close.
-        self.closed: Callable[[], bool] = lambda: False
         self.missed = Missed()   # tries an API server outage made fail, told on an Event
 
     # -- status ------------------------------------------------------------------------------
@@ -108,7 +82,7 @@ class Run:
     async def _commit(self, before: inc.IncidentStatus) -> None:
         self.status = replace(self.status, slo=inc.slo_status(self.status, self.e.clock())[0])
         data = to_dict(self.status)
-        if data == self.committed or self.closed():
+        if data == self.committed:
             return
         # Written through an outage: what happened must be recorded before anything goes on.
         await self.e.kube.patiently(lambda: self.e.kube.patch_status(
@@ -122,13 +96,11 @@ class Run:
             self.e.post_event(self.body, kind, entry.type, entry.message)
 
     # -- the loop -----------------------------------------------------------------------------
-    async def drive(self, stopped: Any, latest: Callable[[], dict],
-                    closed: Callable[[], bool] | None = None) -> None:
-        self.closed = closed or self.closed
+    async def drive(self, stopped: Any, latest: Callable[[], dict]) -> None:
         # An API server outage is waited out here, never left to kopf's daemon backoff.
         backoff = Backoff()
         try:
-            while not stopped and not self.closed():
+            while not stopped:
                 self.body = latest()
                 try:
                     wait = await self.round()
@@ -150,9 +122,20 @@ class Run:
                 told = self.missed.told(self.e.clock(), "incident rounds delayed")
                 if told:
                     self.e.post_event(self.body, "Warning", "APIUnavailable", told)
-                if not self.status.open and not comms.owed(self.status):
+                if self.status.phase == inc.CLOSED and not reverts.owed(self.status):
                     return
-                await stopped.wait(wait)
+                if not (self.status.open or comms.owed(self.status) or reverts.owed(self.status)
+                        or _close_asked(self.body["spec"])):
+                    # Nothing left: kopf stops this daemon as its filter stops matching. It
+                    # must not return by itself: kopf never starts a daemon that did so
+                    # again for the object, and a close asked later is this daemon's work
+                    # (asked before kopf stopped it, the filter still matches: close here).
+                    while not stopped and not _close_asked(latest()["spec"]):
+                        await stopped.wait(self.e.tick)
+                    if stopped:
+                        return
+                    continue
+                await self.pause(stopped, wait, latest)
         finally:
             # Let deliveries under way finish (they are recorded); then stop what is left.
             running = [t for t in self.tasks.values() if not t.done()]
@@ -161,7 +144,20 @@ class Run:
             for task in self.tasks.values():
                 task.cancel()
 
+    async def pause(self, stopped: Any, wait: float, latest: Callable[[], dict]) -> None:
+        """Until the next round; a request to close it (spec.close) cuts the wait short."""
+        until = self.e.clock() + wait
+        while not stopped and not _close_asked(latest()["spec"]):
+            left = until - self.e.clock()
+            if left <= 0:
+                return
+            await stopped.wait(min(left, self.e.tick))
+
     async def round(self) -> float:
+        if await self.close():
+            return 0.0
+        # Owed undo needs only the status: it goes on whatever became of the runbook.
+        await self.revert()
         loaded = await self.load()
         if isinstance(loaded, str):
             await self.apply(lambda s: inc.note(s, self.e.clock(), "Failed", loaded)
@@ -186,8 +182,34 @@ class Run:
         self.start_background("page:initial", self.page_initial(loaded))
         await self.run_steps(loaded)
         await self.track(loaded)
+        await self.revert()
         await people.communicate(self, loaded)
         return self.e.tick
+
+    async def close(self) -> bool:
+        """People asked to close it (spec.close): done here, by the daemon that writes the rest
+        of the status, so no round in flight can write an open copy over the close."""
+        spec = self.body["spec"]
+        if not spec.get("close") or self.status.phase == inc.CLOSED:
+            return False
+        items = spec.get("actionItems") or []
+        now = self.e.clock()
+        if not inc.closable(items):
+            # The API refuses this already; said once here too rather than ignored silently.
+            if not any(e.type == CLOSE_REFUSED for e in self.status.timeline):
+                await self.apply(lambda s: inc.note(
+                    s, now, CLOSE_REFUSED, "closing needs action items, each with an assignee"))
+            return False
+        freeze, lifted = self.status.freeze, None
+        if freeze is not None and freeze.active:
+            lifted = await freezing.lift(self.e.kube, incident=self.name,
+                                         namespace=self.namespace, freeze=freeze, now=now,
+                                         reason="the incident is closed")
+        await self.apply(lambda s: reverts.plan(inc.close(
+            replace(s, freeze=lifted) if lifted is not None else s, now, items), now, inc.CLOSED))
+        log.info("incident %s/%s: closed", self.namespace, self.name)
+        await self.revert()
+        return True
 
     async def load(self) -> Loaded | str:
         spec = self.body["spec"]
@@ -303,12 +325,42 @@ class Run:
                 if _blocks(step, record.state):
                     return   # a failed change holds the rest back; people take over
                 continue
-            if step.read_only:
+            if action_of(step).read_only:
                 self.start_background(f"step:{step.id}", self.execute(step, loaded))
                 continue
             await self.execute(step, loaded)
             if _blocks(step, self.status.step(step.id).state):
                 return
+
+    async def revert(self) -> None:
+        """Undo what the planned revert records name, one at a time in their order, each
+        recorded before (Running) and after, like a step: a restart performs a Running one
+        again (undo is idempotent) and never one already done."""
+        for record in reverts.pending(self.status):
+            await self.revert_one(record)
+
+    async def revert_one(self, record: inc.StepRecord) -> None:
+        step = self.status.step(reverts.original(record))
+        now = self.e.clock()
+        await self.apply(lambda s: inc.update_step(
+            s, record.id, state=inc.RUNNING, started_at=record.started_at or now,
+            attempts=record.attempts + 1))
+        try:
+            tenancy.refuse_protected(self.body["spec"]["target"]["namespace"],
+                                     what=f"undo step {step.id}")
+            result = await asyncio.wait_for(ACTIONS[record.action].undo(
+                kube=self.e.kube, record=step, dry_run=self.dry_run), STEP_TIMEOUT)
+        except TimeoutError:
+            result = StepResult.failed(f"timed out after {STEP_TIMEOUT:g}s")
+        except Unavailable:
+            raise   # it stays Running and runs again
+        except ApiException as exc:
+            result = StepResult.failed(f"API error {exc.status}: {exc.reason}")
+        except Exception as exc:  # noqa: BLE001 - an undo's bug must not kill the incident
+            log.exception("undo of %s of %s failed", record.id, self.name)
+            result = StepResult.failed(f"{type(exc).__name__}: {exc}")
+        done = self.e.clock()
+        await self.apply(lambda s: _reverted(s, record, result, done))
 
     def start_background(self, key: str, work: Awaitable[None]) -> None:
         """Run `work` beside the loop, once at a time per key; a finished key may run again
@@ -332,7 +384,7 @@ class Run:
         try:
             # Every step acts on the target's namespace: none runs in a protected one.
             tenancy.refuse_protected(ctx.target[0], what=f"run step {step.id}")
-            result = await asyncio.wait_for(EXECUTORS[step.action](ctx, step),
+            result = await asyncio.wait_for(action_of(step).run(ctx, step),
                                             step.timeout or STEP_TIMEOUT)
         except TimeoutError:
             result = StepResult.failed(f"timed out after {step.timeout or STEP_TIMEOUT:g}s")
@@ -355,7 +407,8 @@ class Run:
 
         def record(s: inc.IncidentStatus) -> inc.IncidentStatus:
             s = inc.update_step(s, step.id, state=result.state, finished_at=now,
-                                message=result.message[:1000], changes=result.changes)
+                                message=result.message[:1000], changes=result.changes,
+                                revert_on=action_of(step).reverts_on(step))
             if result.updates:
                 s = replace(s, **result.updates)
             kind = "Failed" if result.state == inc.STEP_FAILED else f"Step{result.state}"
@@ -461,6 +514,8 @@ class Run:
 
         def change(s: inc.IncidentStatus) -> inc.IncidentStatus:
             s = recovery.progress(s, loaded.runbook, health, now)
+            if s.phase == inc.RESOLVED:   # what is undone on resolution, in the same write
+                s = reverts.plan(s, now, inc.RESOLVED)
             if lifted is not None:
                 s = inc.note(replace(s, freeze=lifted), now, "FreezeLifted",
                              f"deploy freeze lifted: {reason}")
@@ -468,7 +523,7 @@ class Run:
 
         await self.apply(change)
         await self.escalate_on_time(loaded)
-        await self.verify_rollback(loaded, now)
+        await self.verify_steps(loaded, now)
         if self.status.phase == inc.MITIGATED and self.status.mitigated_at == now:
             metrics.TIME_TO_MITIGATE.labels(runbook=loaded.runbook.id).observe(
                 now - (self.status.detected_at or now))
@@ -494,14 +549,10 @@ class Run:
         dep = loaded.deployment
         if dep is None:
             return recovery.Health(False, False, False)
-        # After our rollback, "healthy" means running the healthy release's template.
-        expected = True
-        rollback = next((s for s in self.status.steps if s.action == "rollback"), None)
-        freeze = self.status.freeze
-        if rollback is not None and rollback.state == inc.SUCCEEDED and freeze \
-                and freeze.allowed_template_hash:
-            expected = podtemplate.fingerprint(dep["spec"]["template"]) \
-                == freeze.allowed_template_hash
+        # Recovery counts only with the target as each step left it (a rolled back
+        # Deployment running the healthy release's template).
+        expected = all(action_of(step).holds(record=record, status=self.status, deployment=dep)
+                       for step, record in self.records(loaded))
         failing, passing, unknown = self.condition_outcomes(loaded)
         return recovery.Health(True, rolled_out(dep), expected, failing, passing, unknown)
 
@@ -519,15 +570,35 @@ class Run:
                 return tuple(out["Fail"]), tuple(out["Pass"]), tuple(out["Unknown"])
         return (), (), ()
 
-    async def verify_rollback(self, loaded: Loaded, now: float) -> None:
-        step = next((s for s in loaded.runbook.steps if s.action == "rollback"), None)
-        record = self.status.step(step.id) if step else None
-        if record is None or record.state != inc.SUCCEEDED or record.finished_at is None:
+    def records(self, loaded: Loaded) -> list[tuple[Step, inc.StepRecord]]:
+        """The runbook's steps that have a record, with it."""
+        return [(step, record) for step in loaded.runbook.steps
+                if (record := self.status.step(step.id)) is not None]
+
+    async def verify_steps(self, loaded: Loaded, now: float) -> None:
+        """Each step that did not have its effect in time, once: escalate (the default),
+        revert (undo it, if its action can, and escalate) or continue (say so only)."""
+        for step, record in self.records(loaded):
+            if record.no_effect_at is None:
+                await self.verify_one(loaded, step, record, now)
+
+    async def verify_one(self, loaded: Loaded, step: Step, record: inc.StepRecord,
+                         now: float) -> None:
+        act = action_of(step)
+        why = act.no_effect(step=step, record=record, status=self.status, now=now)
+        if why is None:
             return
-        if self.status.mitigated_at is None and now - record.finished_at > \
-                step.params.verify_within:
-            await self.escalate(loaded, "verify", f"the rollback did not restore service "
-                                f"within {step.params.verify_within / 60:g}m")
+
+        def judged(s: inc.IncidentStatus) -> inc.IncidentStatus:
+            s = inc.update_step(s, step.id, no_effect_at=now)
+            if step.on_no_effect == "revert" and act.undoable:
+                return reverts.plan_one(s, now, step.id, why)
+            return inc.note(s, now, "NoEffect", why) if step.on_no_effect == "continue" else s
+
+        if step.on_no_effect == "continue":
+            await self.apply(judged)
+        else:   # the judgement and its escalation land in one write
+            await self.escalate(loaded, f"{VERIFY_KEY}:{step.id}", why, also=judged)
 
     def freeze_lift_reason(self, loaded: Loaded, status: inc.IncidentStatus,
                            now: float) -> str | None:
@@ -538,10 +609,9 @@ class Run:
             return "the incident is resolved"
         if self.body["spec"].get("liftFreeze"):
             return "lifted by hand (spec.liftFreeze)"
-        step = next((s for s in loaded.runbook.steps if s.action == "freezeDeployments"), None)
-        if step and freeze.since and now - freeze.since > step.params.max_duration:
-            return f"maxDuration {step.params.max_duration / 60:g}m reached"
-        return None
+        return next((why for step in loaded.runbook.steps
+                     if (why := action_of(step).expired(step=step, status=status, now=now))),
+                    None)
 
 
 def missing(spec: dict, where: str, *, runbook: bool, policy: bool,
@@ -579,10 +649,24 @@ async def _past_outages(work: Awaitable[None]) -> None:
         await work
 
 
+def _reverted(status: inc.IncidentStatus, record: inc.StepRecord, result: StepResult,
+              now: float) -> inc.IncidentStatus:
+    status = inc.update_step(status, record.id, state=result.state, finished_at=now,
+                             message=result.message[:1000], changes=result.changes)
+    kind = {inc.SUCCEEDED: "Reverted", inc.SKIPPED: REVERT_SKIPPED,
+            inc.PLANNED: "RevertPlanned"}.get(result.state, "RevertFailed")
+    return inc.note(status, now, kind, f"{record.id} ({record.action}): {result.message}")
+
+
+def _close_asked(spec: dict) -> bool:
+    return bool(spec.get("close")) and inc.closable(spec.get("actionItems") or [])
+
+
 def _blocks(step: Step, state: str) -> bool:
     """A failed change stops the runbook (the incident fails and escalates); a failed read
     or page is recorded and reported but stops nothing."""
-    return state == inc.STEP_FAILED and not step.continue_on_failure and not step.read_only
+    return state == inc.STEP_FAILED and not step.continue_on_failure \
+        and not action_of(step).read_only
 
 
 def _ref(body: dict) -> dict:

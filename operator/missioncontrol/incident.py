@@ -51,6 +51,8 @@ class StepRecord:
     message: str = ""
     changes: tuple[Change, ...] = ()
     attempts: int = 0
+    revert_on: tuple[str, ...] = ()   # the phases that undo its changes (reverts.py)
+    no_effect_at: float | None = stamp()   # judged without effect (verifyWithin passed)
 
 
 @dataclass(frozen=True)
@@ -269,6 +271,16 @@ def move(status: IncidentStatus, now: float, phase: str, message: str) -> Incide
         status = set_condition(status, now, "Active", False, phase, message)
         status = set_condition(status, now, "Resolved", True, phase, message)
     return note(status, now, phase, message)
+
+
+def closable(items: list[dict]) -> bool:
+    """Closing needs action items, each with an assignee (the API refuses others too)."""
+    return bool(items) and all(i.get("assignee") for i in items)
+
+
+def close(status: IncidentStatus, now: float, items: list[dict]) -> IncidentStatus:
+    return move(status, now, CLOSED, f"closed with {len(items)} action item(s): "
+                + "; ".join(f"{i.get('title', '')} ({i['assignee']})" for i in items))
 
 
 def update_step(status: IncidentStatus, step_id: str, **changes: object) -> IncidentStatus:

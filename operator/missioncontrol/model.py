@@ -21,6 +21,8 @@ ROUTE_TYPES = ("PagerDuty", "Slack", "Webhook")
 ACTIONS = ("freezeDeployments", "assessBlastRadius", "rollback", "routeReadsToReplica",
            "setFlags", "rateLimit", "pauseConsumers", "replaySample", "identifySlowQueries",
            "notify")
+REVERT_ON = ("Resolved", "Closed")
+ON_NO_EFFECT = ("escalate", "revert", "continue")
 WHEN = ("Always", "NotMitigated", "NotRecovered", "SLOBreached")
 DEFAULT_CADENCE = {"SEV1": 15 * 60.0, "SEV2": 30 * 60.0, "SEV3": 3600.0, "SEV4": 4 * 3600.0}
 # The range of every duration, in seconds: the same the CRDs' rules enforce (docs/api.md,
@@ -293,10 +295,6 @@ class Notify:
     message: str = ""
 
 
-# Actions that change nothing: they never gate the steps after them.
-READ_ONLY_ACTIONS = frozenset({"assessBlastRadius", "identifySlowQueries", "notify"})
-
-
 def _parse_params(action: str, r: Reader) -> Any:
     if action == "freezeDeployments":
         return FreezeDeployments(r.str("scope", "Deployment", choices=("Deployment", "Namespace")),
@@ -346,10 +344,9 @@ class Step:
     description: str = ""
     continue_on_failure: bool = False
     timeout: float | None = None
-
-    @property
-    def read_only(self) -> bool:
-        return self.action in READ_ONLY_ACTIONS
+    revert_on: tuple[str, ...] | None = None   # None: the action's default (actions/)
+    verify_within: float | None = None   # mitigated within this long after it, or no effect
+    on_no_effect: str = "escalate"
 
     @classmethod
     def parse(cls, r: Reader) -> Step:
@@ -361,7 +358,11 @@ class Step:
         return cls(id=r.str("id"), action=action, params=_parse_params(action, r.obj(action)),
                    description=r.str("description", ""),
                    continue_on_failure=r.bool("continueOnFailure", False),
-                   timeout=r.duration("timeout", None, bounds=SPAN))
+                   timeout=r.duration("timeout", None, bounds=SPAN),
+                   revert_on=r.strings("revertOn", choices=REVERT_ON)
+                   if r.has("revertOn") else None,
+                   verify_within=r.duration("verifyWithin", None, bounds=SPAN),
+                   on_no_effect=r.str("onNoEffect", "escalate", choices=ON_NO_EFFECT))
 
 
 # -- escalation, recovery, automation ----------------------------------------------------------

@@ -10,17 +10,14 @@ recorded in the Incident's status, so a restart repeats nothing."""
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 from . import comms, metrics
 from . import incident as inc
 from .paging import Ask, redeliver, send
-
-if TYPE_CHECKING:
-    from .engine import Loaded, Run
+from .rounds import Loaded, Round
 
 
-async def communicate(run: Run, loaded: Loaded) -> None:
+async def communicate(run: Round, loaded: Loaded) -> None:
     now = run.e.clock()
     await follow_severity(run, loaded, now)
     run.start_background("channel", announce_channel(run, loaded))
@@ -54,7 +51,7 @@ async def communicate(run: Run, loaded: Loaded) -> None:
             f"updates every {cadence / 60:g}m"))
 
 
-async def deliver_owed(run: Run, loaded: Loaded) -> float:
+async def deliver_owed(run: Round, loaded: Loaded) -> float:
     """A resolved incident's round: what could not be delivered while it was open goes
     out now (failed pages, then the all-clear, then PagerDuty resolves for pages that
     reached PagerDuty late), or is given up after the expiry. Returns the wait until the
@@ -82,23 +79,23 @@ async def deliver_owed(run: Run, loaded: Loaded) -> float:
     return max(run.e.tick, min(every, comms.next_retry_in(run.status, run.e.clock(), every)))
 
 
-async def redeliver_due(run: Run, loaded: Loaded) -> None:
+async def redeliver_due(run: Round, loaded: Loaded) -> None:
     due = comms.redelivery_due(run.status, run.e.clock(), run.e.redeliver_every)
     if due:
         first = not any(p.outcome == "delivered" for p in run.status.pages)
         run.observe_time_to_page(loaded, first, await redeliver(run.pager(loaded), pages=due))
 
 
-def _acks(run: Run) -> list[dict]:
+def _acks(run: Round) -> list[dict]:
     return run.body["spec"].get("acknowledgements") or []
 
 
-def _cadence(run: Run, loaded: Loaded) -> float:
+def _cadence(run: Round, loaded: Loaded) -> float:
     severity = run.status.severity or loaded.runbook.severity
     return loaded.policy.cadence_for(severity) if loaded.policy else 1800.0
 
 
-async def follow_severity(run: Run, loaded: Loaded, now: float) -> None:
+async def follow_severity(run: Round, loaded: Loaded, now: float) -> None:
     """The owner sets spec.severity; the change goes into the timeline, and the cadence
     follows it at once (an update goes out now under the new severity)."""
     wanted = run.body["spec"].get("severity") or loaded.runbook.severity
@@ -117,7 +114,7 @@ async def follow_severity(run: Run, loaded: Loaded, now: float) -> None:
                              stakeholder_update(run, loaded, plan))
 
 
-async def announce_channel(run: Run, loaded: Loaded) -> None:
+async def announce_channel(run: Round, loaded: Loaded) -> None:
     if run.status.channel is not None:
         return
     prefix = loaded.policy.channel_prefix if loaded.policy else "inc"
@@ -140,12 +137,12 @@ async def announce_channel(run: Run, loaded: Loaded) -> None:
                                        now, "ChannelOpened", message))
 
 
-async def repage(run: Run, loaded: Loaded, role: str, round_: int) -> None:
+async def repage(run: Round, loaded: Loaded, role: str, round_: int) -> None:
     await run.page(loaded, (role,), Ask(
         "page", f"still unacknowledged (page {round_}): {run.status.reason}", round=round_))
 
 
-async def acknowledge(run: Run, loaded: Loaded, now: float) -> None:
+async def acknowledge(run: Round, loaded: Loaded, now: float) -> None:
     acked = comms.acknowledged_roles(_acks(run))
     fresh = [role for role in acked
              if any(p.role == role and p.kind == "page" and p.acknowledged_at is None
@@ -170,7 +167,7 @@ async def acknowledge(run: Run, loaded: Loaded, now: float) -> None:
         loaded, tuple(fresh), Ask("acknowledge", "acknowledged", only_route="PagerDuty")))
 
 
-async def resolve_pagers(run: Run, loaded: Loaded) -> None:
+async def resolve_pagers(run: Round, loaded: Loaded) -> None:
     """PagerDuty alerts close with the incident."""
     roles = tuple(sorted({p.role for p in run.status.pages
                           if p.route == "PagerDuty" and p.outcome == "delivered"}))
@@ -178,7 +175,7 @@ async def resolve_pagers(run: Run, loaded: Loaded) -> None:
         await run.page(loaded, roles, Ask("resolve", "resolved", only_route="PagerDuty"))
 
 
-async def stakeholder_update(run: Run, loaded: Loaded, plan: comms.UpdatePlan) -> None:
+async def stakeholder_update(run: Round, loaded: Loaded, plan: comms.UpdatePlan) -> None:
     """One update, recorded as "sending" right before its first HTTP request (see
     paging.send). A plan with `at` sends a failed update again, as it was (same key)."""
     now = run.e.clock()
@@ -239,7 +236,7 @@ async def stakeholder_update(run: Run, loaded: Loaded, plan: comms.UpdatePlan) -
     await _record_update(run, update, None if same else (kind, text))
 
 
-async def _record_update(run: Run, update: inc.Update, note: tuple[str, str] | None) -> None:
+async def _record_update(run: Round, update: inc.Update, note: tuple[str, str] | None) -> None:
     def upsert(s: inc.IncidentStatus) -> inc.IncidentStatus:
         if any(u.at == update.at for u in s.updates):
             updates = tuple(update if u.at == update.at else u for u in s.updates)

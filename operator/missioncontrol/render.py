@@ -6,7 +6,8 @@ numbers that matter (counts, intervals, deadlines) in the sentence rather than i
 from __future__ import annotations
 
 from . import durations, model
-from .markdown import code, oneline
+from .actions import action
+from .markdown import and_list, code, oneline
 
 WHEN = {"Always": "", "NotMitigated": "if not mitigated", "NotRecovered": "if not recovered",
         "SLOBreached": "if the recovery SLO is breached"}
@@ -28,11 +29,6 @@ def render_runbook(runbook: model.Runbook) -> str:
 
 def _dur(seconds: float) -> str:
     return durations.format(seconds)
-
-
-def _and(items: tuple[str, ...] | list[str]) -> str:
-    items = list(items)
-    return ", ".join(items[:-1]) + f" and {items[-1]}" if len(items) > 1 else "".join(items)
 
 
 def _first(within: float) -> str:
@@ -85,56 +81,22 @@ def _steps(steps: tuple[model.Step, ...]) -> list[str]:
         head = f"{number}. **{step.id}**"
         lines.append(f"{head}: {oneline(step.description)}" if step.description else head)
         # Nested bullets (indented past "1. "), so Markdown keeps them inside the step.
-        lines += [f"   - {line}" for line in _params(step.action, step.params)]
+        lines += [f"   - {line}" for line in action(step).describe(step.params)]
         if step.timeout is not None:
             lines.append(f"   - Times out after {_dur(step.timeout)}.")
         if step.continue_on_failure:
             lines.append("   - The steps after it run even if it fails.")
+        phases = action(step).reverts_on(step)
+        if phases:
+            lines.append(f"   - Put back when the incident is {' or '.join(phases).lower()}, "
+                         f"unless someone changed it since.")
     return lines
-
-
-def _params(action: str, p: object) -> list[str]:
-    """The parameters of one step, as the sentences an engineer would say."""
-    if isinstance(p, model.FreezeDeployments):
-        what = ("every Deployment in the namespace" if p.scope == "Namespace"
-                else "the affected Deployment")
-        return [f"Freeze rollouts of {what} while the incident needs it "
-                f"(at most {_dur(p.max_duration)})."]
-    if isinstance(p, model.AssessBlastRadius):
-        return ([f"Dashboard {d.name}: {code(d.query)}" for d in p.dashboards]
-                + [f"Synthetic check {c.name}: {c.method} {code(c.url)} expects "
-                   f"{c.expect_status} within {_dur(c.timeout)}" for c in p.synthetic_checks])
-    if isinstance(p, model.Rollback):
-        to = ("the last known healthy release" if p.to == "LastHealthy"
-              else "the previous revision")
-        return [f"Roll back to {to}; verify it recovers within {_dur(p.verify_within)}."]
-    if isinstance(p, model.ConfigValue):
-        # rateLimit and routeReadsToReplica share the shape; say what the value means.
-        why = (f"Limit to {p.value} requests/s" if action == "rateLimit"
-               else "Route these reads to the replica")
-        return [f"{why}: set `{p.key}` to `{p.value}` in ConfigMap `{p.config_map}`."]
-    if isinstance(p, model.SetFlags):
-        flags = _and([f"`{k}` to `{v}`" for k, v in p.flags])
-        return [f"Set {flags} in ConfigMap `{p.config_map}`."]
-    if isinstance(p, model.PauseConsumers):
-        return [f"Pause the consumers selected by `{p.selector.to_query() or '(everything)'}`."]
-    if isinstance(p, model.ReplaySample):
-        command = f", running {code(' '.join(p.command))}" if p.command else ""
-        return [f"Replay a sample of {p.sample} events in namespace `{p.namespace}` with "
-                f"image `{p.image}`{command}."]
-    if isinstance(p, model.IdentifySlowQueries):
-        return [f"List the top {p.top} slow queries of the database in Secret "
-                f"`{p.database.name}` (key `{p.database.key}`)."]
-    if isinstance(p, model.Notify):
-        message = f": \"{oneline(p.message)}\"" if p.message else ""
-        return [f"Page {_and(p.roles)}{message}."]
-    return [f"{action}: {p}"]   # pragma: no cover - every action of the model is listed above
 
 
 # -- escalation, recovery, automation ---------------------------------------------------------
 def _escalation(e: model.Escalation) -> list[str]:
     if e.page:
-        lines = [f"Paged at once: {_and(e.page)}, within {_dur(e.page_within)} of detection."]
+        lines = [f"Paged at once: {and_list(e.page)}, within {_dur(e.page_within)} of detection."]
     else:
         lines = ["Nobody is paged at once."]
     lines.append("")
@@ -142,7 +104,7 @@ def _escalation(e: model.Escalation) -> list[str]:
         for rule in e.rules:
             when = WHEN.get(rule.when, rule.when)
             lines.append(f"- after {_dur(rule.after)}{', ' + when if when else ''}: "
-                         f"page {_and(rule.page)}")
+                         f"page {and_list(rule.page)}")
     else:
         lines.append("No further escalation rules.")
     return lines

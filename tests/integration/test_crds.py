@@ -253,6 +253,11 @@ BAD = [
         {f"{STEPS}.2.freezeDeployments": {"scope": "Deployment"}},
         "spec.firstResponse.steps[2]: Invalid value: step 'rollback' has action rollback: set "
         "spec.firstResponse.steps[].rollback and no other action's parameters"),
+    Bad("revert-a-rollback", "Runbook", {f"{STEPS}.2.revertOn": ["Resolved"]},
+        "spec.firstResponse.steps[2]: Invalid value: step 'rollback' (rollback) "
+        "cannot be undone: remove spec.firstResponse.steps[].revertOn"),
+    Bad("revert-on-unknown-phase", "Runbook", {f"{STEPS}.2.revertOn": ["Mitigated"]},
+        "spec.firstResponse.steps[2].revertOn[0]: Unsupported value: \"Mitigated\""),
     Bad("unknown-action", "Runbook", {f"{STEPS}.2.action": "restart"},
         "spec.firstResponse.steps[2].action: Unsupported value: \"restart\": supported values: "
         "\"freezeDeployments\", \"assessBlastRadius\", \"rollback\""),

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from missioncontrol import model
+from missioncontrol.actions import action
 from missioncontrol.parse import ModelError, Reader
 
 CATALOGUE = Path(__file__).resolve().parents[2] / "runbooks"
@@ -45,7 +46,8 @@ def test_rb001_parses() -> None:
         ("rollback", "rollback"), ("page", "notify")]
     assert rb.step("freeze").params == model.FreezeDeployments("Namespace", 7200.0)
     assert rb.step("rollback").params == model.Rollback("LastHealthy", 300.0)
-    assert not rb.step("rollback").read_only and rb.step("blast-radius").read_only
+    assert not action(rb.step("rollback")).read_only
+    assert action(rb.step("blast-radius")).read_only
     blast = rb.step("blast-radius").params
     assert [d.name for d in blast.dashboards] == ["error rate by endpoint"]
     assert blast.synthetic_checks[0].expect_status == 200

@@ -187,6 +187,16 @@ def test_the_daemon_runs_for_open_incidents_and_resolved_ones_that_owe() -> None
     assert not _needs_daemon(status={"phase": "Resolved", "pages": "not a list"})
 
 
+def test_the_daemon_runs_to_close_an_incident_asked_to_close() -> None:
+    # The daemon is the one writer of the status: it performs the close, even of a resolved
+    # incident that owes nothing (and so had no daemon), but never closes one twice.
+    done = to_dict(resolved(T0 + 300, page(outcome="delivered"), updates=(final("delivered"),)))
+    assert _needs_daemon(status=done, spec={"close": True})
+    assert not _needs_daemon(status=done, spec={"close": False})
+    assert not _needs_daemon(status={**done, "phase": "Closed"}, spec={"close": True})
+    assert not _needs_daemon(status={}, spec={"close": True})
+
+
 # -- automation stopped -----------------------------------------------------------------------
 def test_stopping_automation_hands_a_mitigated_incident_to_people() -> None:
     mitigated = inc.move(opened(), T0 + 60, inc.MITIGATED, "rolled back")

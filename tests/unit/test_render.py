@@ -188,3 +188,27 @@ def test_first_response_not_in_whole_minutes() -> None:
     markdown = variant(firstResponse={"within": "90s", "steps": [
         {"id": "p", "action": "notify", "notify": {"roles": ["oncall-backend"]}}]})
     assert "## First 1m30s\n" in markdown
+
+
+def test_every_action_is_registered_once_and_describes_itself() -> None:
+    from missioncontrol.actions import ACTIONS, Action
+    from missioncontrol.model import ACTIONS as NAMES
+
+    # One registration per action the schema allows, each behind the one interface.
+    assert sorted(ACTIONS) == sorted(NAMES)
+    for name, act in ACTIONS.items():
+        assert isinstance(act, Action) and act.name == name
+        assert type(act).describe is not Action.describe, name
+        assert type(act).run is not Action.run, name
+
+
+def test_the_engine_and_the_runbook_page_name_no_action() -> None:
+    from pathlib import Path
+
+    from missioncontrol.model import ACTIONS as NAMES
+    root = Path(__file__).resolve().parents[2] / "operator" / "missioncontrol"
+    for module in ("engine.py", "render.py", "people.py", "rounds.py",
+                   *(f"handlers/{p.name}" for p in (root / "handlers").glob("*.py"))):
+        text = (root / module).read_text()
+        named = [n for n in NAMES if f'"{n}"' in text]
+        assert named == [], (module, named)

@@ -1,30 +1,22 @@
-"""Executors, one module per action. Each is idempotent: it checks the live object and the
-Incident's record before changing anything, records what it changed and how to undo it, and
-in dry-run mode only says what it would do."""
+"""Actions, one module per action, registered here (the one place that lists them). Each is
+idempotent: it checks the live object and the Incident's record before changing anything,
+records what it changed and how to undo it, and in dry-run mode only says what it would do.
+See base.Action for the interface the engine and the runbook page use."""
 
 from __future__ import annotations
 
-from .base import StepContext, StepResult
-from .blast import assess_blast_radius
-from .config import rate_limit, route_reads_to_replica, set_flags
-from .consumers import pause_consumers
-from .freeze import freeze_deployments
-from .notify import notify
-from .replay import replay_sample
-from .rollback import rollback
-from .slowqueries import identify_slow_queries
+from ..model import Step
+from . import blast, config, consumers, freeze, notify, replay, rollback, slowqueries
+from .base import Action, StepContext, StepResult
 
-EXECUTORS = {
-    "freezeDeployments": freeze_deployments,
-    "assessBlastRadius": assess_blast_radius,
-    "rollback": rollback,
-    "routeReadsToReplica": route_reads_to_replica,
-    "setFlags": set_flags,
-    "rateLimit": rate_limit,
-    "pauseConsumers": pause_consumers,
-    "replaySample": replay_sample,
-    "identifySlowQueries": identify_slow_queries,
-    "notify": notify,
-}
+ACTIONS: dict[str, Action] = {a.name: a for a in (
+    freeze.ACTION, blast.ACTION, rollback.ACTION, config.ROUTE_READS, config.SET_FLAGS,
+    config.RATE_LIMIT, consumers.ACTION, replay.ACTION, slowqueries.ACTION, notify.ACTION)}
 
-__all__ = ["EXECUTORS", "StepContext", "StepResult"]
+
+def action(step: Step) -> Action:
+    """The action a step runs (the runbook's schema allows no other names)."""
+    return ACTIONS[step.action]
+
+
+__all__ = ["ACTIONS", "Action", "StepContext", "StepResult", "action"]

@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 
 from .. import templates
+from ..durations import format as dur
 from ..incident import BlastRadius, DashboardResult
+from ..markdown import code
 from ..model import AssessBlastRadius, Dashboard, Step
 from ..signals import synthetic
-from .base import StepContext, StepResult
+from .base import Action, StepContext, StepResult
 
 
 async def assess_blast_radius(ctx: StepContext, step: Step) -> StepResult:
@@ -48,3 +50,19 @@ async def _dashboard(ctx: StepContext, dashboard: Dashboard,
         shown.append(f"{{{labels}}} {float(series['value'][1]):.4g}")
     more = f" (+{len(result) - 5} more)" if len(result) > 5 else ""
     return DashboardResult(dashboard.name, query, "Ok", ("; ".join(shown) + more)[:1000])
+
+
+class BlastRadiusAction(Action):
+    name = "assessBlastRadius"
+    read_only = True
+
+    async def run(self, ctx: StepContext, step: Step) -> StepResult:
+        return await assess_blast_radius(ctx, step)
+
+    def describe(self, params: AssessBlastRadius) -> list[str]:
+        return ([f"Dashboard {d.name}: {code(d.query)}" for d in params.dashboards]
+                + [f"Synthetic check {c.name}: {c.method} {code(c.url)} expects "
+                   f"{c.expect_status} within {dur(c.timeout)}" for c in params.synthetic_checks])
+
+
+ACTION = BlastRadiusAction()

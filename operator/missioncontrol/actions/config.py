@@ -3,10 +3,13 @@ routing to replicas, a retry rate limit. Each key's previous value is recorded f
 
 from __future__ import annotations
 
-from ..incident import Change
-from ..kube import ApiException
+from dataclasses import replace
+
+from ..incident import Change, StepRecord
+from ..kube import ApiException, Kube
+from ..markdown import and_list
 from ..model import ConfigValue, SetFlags, Step
-from .base import StepContext, StepResult
+from .base import Action, StepContext, StepResult, changed_by, undone
 
 
 async def set_flags(ctx: StepContext, step: Step) -> StepResult:
@@ -47,5 +50,103 @@ async def _set(ctx: StepContext, config_map: str, values: dict[str, str]) -> Ste
     return StepResult.ok(f"set {shown} in ConfigMap {config_map}", changes=changes)
 
 
+async def undo_config(kube: Kube, record: StepRecord, dry_run: bool) -> StepResult:
+    """Each key back to its value before the step (removed if it had none), unless the live
+    value is no longer the one the step wrote."""
+    if dry_run:
+        return undone([f"{c.field} of ConfigMap {c.name} to {_shown(c.from_)}"
+                       for c in record.changes], [], _back(record.changes), dry_run)
+    done: list[str] = []
+    skipped: list[str] = []
+    changes: list[Change] = []
+    for change in record.changes:
+        key = change.field[len("data["):-1]
+        what = f"{change.field} of ConfigMap {change.name}"
+        try:
+            live = await kube.json(kube.core.read_namespaced_config_map, change.name,
+                                   change.namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            skipped.append(f"Skipped: ConfigMap {change.name} is gone")
+            continue
+        value = (live.get("data") or {}).get(key)
+        if value == change.from_:
+            done.append(f"{what} (already {_shown(value)})")
+            continue
+        if value != change.to:
+            who = changed_by(live, ("f:data", f"f:{key}"))
+            skipped.append(f"Skipped: changed by {who} since: {what} is {_shown(value)}, not "
+                           f"{_shown(change.to)} as we set it; left as it is")
+            continue
+        if _cut(change.from_):
+            skipped.append(f"Skipped: {what} was too long to record: restore it by hand")
+            continue
+        changes.append(Change("ConfigMap", change.name, change.field, value, change.from_,
+                              change.namespace))
+        done.append(f"{what} to {_shown(change.from_)}")
+        if not dry_run:
+            await kube.call(kube.core.patch_namespaced_config_map, change.name,
+                            change.namespace, {"data": {key: change.from_}})
+    return undone(done, skipped, tuple(changes), dry_run)
+
+
+def _back(changes: tuple[Change, ...]) -> tuple[Change, ...]:
+    return tuple(replace(c, from_=c.to, to=c.from_) for c in changes)
+
+
+def _shown(value: str | None) -> str:
+    return "unset" if value is None else repr(value)
+
+
+def _cut(value: str | None) -> bool:
+    return value is not None and len(value) > 1000
+
+
 def _short(value: str | None) -> str | None:
     return value if value is None or len(value) <= 1000 else value[:1000] + "..."
+
+
+class ConfigAction(Action):
+    """A key of a ConfigMap the application reads: put back when the incident resolves."""
+    undoable = True
+    revert_on = ("Resolved",)
+
+    async def undo(self, *, kube: Kube, record: StepRecord, dry_run: bool) -> StepResult:
+        return await undo_config(kube, record, dry_run)
+
+
+class SetFlagsAction(ConfigAction):
+    name = "setFlags"
+
+    async def run(self, ctx: StepContext, step: Step) -> StepResult:
+        return await set_flags(ctx, step)
+
+    def describe(self, params: SetFlags) -> list[str]:
+        flags = and_list([f"`{k}` to `{v}`" for k, v in params.flags])
+        return [f"Set {flags} in ConfigMap `{params.config_map}`."]
+
+
+class RouteReadsAction(ConfigAction):
+    name = "routeReadsToReplica"
+
+    async def run(self, ctx: StepContext, step: Step) -> StepResult:
+        return await route_reads_to_replica(ctx, step)
+
+    def describe(self, params: ConfigValue) -> list[str]:
+        return [f"Route these reads to the replica: set `{params.key}` to `{params.value}` in "
+                f"ConfigMap `{params.config_map}`."]
+
+
+class RateLimitAction(ConfigAction):
+    name = "rateLimit"
+
+    async def run(self, ctx: StepContext, step: Step) -> StepResult:
+        return await rate_limit(ctx, step)
+
+    def describe(self, params: ConfigValue) -> list[str]:
+        return [f"Limit to {params.value} requests/s: set `{params.key}` to `{params.value}` "
+                f"in ConfigMap `{params.config_map}`."]
+
+
+SET_FLAGS, ROUTE_READS, RATE_LIMIT = SetFlagsAction(), RouteReadsAction(), RateLimitAction()

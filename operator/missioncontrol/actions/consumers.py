@@ -3,9 +3,12 @@ one's replicas so recovery can scale them back."""
 
 from __future__ import annotations
 
-from ..incident import Change
+from dataclasses import replace
+
+from ..incident import Change, StepRecord
+from ..kube import ApiException, Kube
 from ..model import PauseConsumers, Step
-from .base import StepContext, StepResult
+from .base import Action, StepContext, StepResult, changed_by, undone
 
 
 async def pause_consumers(ctx: StepContext, step: Step) -> StepResult:
@@ -27,3 +30,58 @@ async def pause_consumers(ctx: StepContext, step: Step) -> StepResult:
         await ctx.kube.call(ctx.kube.apps.patch_namespaced_deployment_scale, change.name,
                             namespace, {"spec": {"replicas": 0}})
     return StepResult.ok(f"paused {names}", changes=changes)
+
+
+async def resume_consumers(kube: Kube, record: StepRecord, dry_run: bool) -> StepResult:
+    """Each paused consumer back to its replicas, unless someone scaled it since."""
+    if dry_run:
+        return undone([f"{c.name} to {c.from_} replicas" for c in record.changes], [],
+                      tuple(replace(c, from_=c.to, to=c.from_) for c in record.changes), dry_run)
+    done: list[str] = []
+    skipped: list[str] = []
+    changes: list[Change] = []
+    for change in record.changes:
+        try:
+            live = await kube.json(kube.apps.read_namespaced_deployment, change.name,
+                                   change.namespace)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            skipped.append(f"Skipped: Deployment {change.name} is gone")
+            continue
+        replicas = str(live["spec"].get("replicas", 1))
+        if replicas == change.from_:
+            done.append(f"{change.name} (already at {replicas})")
+            continue
+        if replicas != change.to:
+            who = changed_by(live, ("f:spec", "f:replicas"))
+            skipped.append(f"Skipped: changed by {who} since: {change.name} runs {replicas} "
+                           f"replicas, not {change.to} as we set it; left as it is")
+            continue
+        changes.append(Change("Deployment", change.name, "spec.replicas", replicas,
+                              change.from_, change.namespace))
+        done.append(f"{change.name} to {change.from_} replicas")
+        if not dry_run:
+            await kube.call(kube.apps.patch_namespaced_deployment_scale, change.name,
+                            change.namespace, {"spec": {"replicas": int(change.from_ or 1)}})
+    return undone(done, skipped, tuple(changes), dry_run)
+
+
+class PauseConsumersAction(Action):
+    """Paused consumers run again when the incident resolves, at their earlier replicas."""
+    name = "pauseConsumers"
+    undoable = True
+    revert_on = ("Resolved",)
+
+    async def undo(self, *, kube: Kube, record: StepRecord, dry_run: bool) -> StepResult:
+        return await resume_consumers(kube, record, dry_run)
+
+    async def run(self, ctx: StepContext, step: Step) -> StepResult:
+        return await pause_consumers(ctx, step)
+
+    def describe(self, params: PauseConsumers) -> list[str]:
+        return [f"Pause the consumers selected by "
+                f"`{params.selector.to_query() or '(everything)'}`."]
+
+
+ACTION = PauseConsumersAction()

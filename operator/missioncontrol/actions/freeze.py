@@ -9,10 +9,11 @@ from __future__ import annotations
 from dataclasses import replace
 
 from .. import podtemplate, tenancy
-from ..incident import Change, Freeze
+from ..durations import format as dur
+from ..incident import Change, Freeze, IncidentStatus
 from ..kube import ApiException, Kube
 from ..model import FreezeDeployments, Step
-from .base import StepContext, StepResult
+from .base import Action, StepContext, StepResult
 
 FROZEN = "missioncontrol.dev/frozen"
 FROZEN_BY = "missioncontrol.dev/frozen-by"
@@ -93,3 +94,28 @@ async def _label(kube: Kube, obj: str, labels: dict, annotations: dict) -> None:
     except ApiException as exc:
         if exc.status != 404:   # a deleted object is frozen enough
             raise
+
+
+class FreezeAction(Action):
+    """Holds the freeze in place; the incident lifts it (resolved, closed, by hand, or at
+    maxDuration): never "undone" step by step."""
+    name = "freezeDeployments"
+
+    async def run(self, ctx: StepContext, step: Step) -> StepResult:
+        return await freeze_deployments(ctx, step)
+
+    def describe(self, params: FreezeDeployments) -> list[str]:
+        what = ("every Deployment in the namespace" if params.scope == "Namespace"
+                else "the affected Deployment")
+        return [f"Freeze rollouts of {what} while the incident needs it "
+                f"(at most {dur(params.max_duration)})."]
+
+    def expired(self, *, step: Step, status: IncidentStatus, now: float) -> str | None:
+        freeze = status.freeze
+        if freeze is not None and freeze.since and now - freeze.since > \
+                step.params.max_duration:
+            return f"maxDuration {step.params.max_duration / 60:g}m reached"
+        return None
+
+
+ACTION = FreezeAction()

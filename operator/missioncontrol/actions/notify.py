@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from ..markdown import and_list, oneline
 from ..model import Notify, Step
-from .base import StepContext, StepResult
+from .base import Action, StepContext, StepResult
 
 
 async def notify(ctx: StepContext, step: Step) -> StepResult:
@@ -24,3 +25,18 @@ async def notify(ctx: StepContext, step: Step) -> StepResult:
     if failed:
         message += f"; not delivered: {'; '.join(failed)}"
     return StepResult.ok(message)
+
+
+class NotifyAction(Action):
+    name = "notify"
+    read_only = True
+
+    async def run(self, ctx: StepContext, step: Step) -> StepResult:
+        return await notify(ctx, step)
+
+    def describe(self, params: Notify) -> list[str]:
+        message = f": \"{oneline(params.message)}\"" if params.message else ""
+        return [f"Page {and_list(params.roles)}{message}."]
+
+
+ACTION = NotifyAction()

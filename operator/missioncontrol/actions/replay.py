@@ -6,8 +6,9 @@ from __future__ import annotations
 from .. import tenancy
 from ..incident import Change
 from ..kube import ApiException
+from ..markdown import code
 from ..model import ReplaySample, Step
-from .base import StepContext, StepResult
+from .base import Action, StepContext, StepResult
 
 
 async def replay_sample(ctx: StepContext, step: Step) -> StepResult:
@@ -35,3 +36,18 @@ async def replay_sample(ctx: StepContext, step: Step) -> StepResult:
             raise
     return StepResult.ok(f"started Job {params.namespace}/{job_name} replaying "
                          f"{params.sample} sampled events", changes=(change,))
+
+
+class ReplayAction(Action):
+    name = "replaySample"
+
+    async def run(self, ctx: StepContext, step: Step) -> StepResult:
+        return await replay_sample(ctx, step)
+
+    def describe(self, params: ReplaySample) -> list[str]:
+        command = f", running {code(' '.join(params.command))}" if params.command else ""
+        return [f"Replay a sample of {params.sample} events in namespace `{params.namespace}` "
+                f"with image `{params.image}`{command}."]
+
+
+ACTION = ReplayAction()

@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 from .. import podtemplate, timeutil
-from ..incident import SUCCEEDED, Change
+from ..durations import format as dur
+from ..incident import SUCCEEDED, Change, IncidentStatus, StepRecord
 from ..kube import ApiException, Kube
 from ..model import Policy, Rollback, Step
-from .base import StepContext, StepResult
+from .base import Action, StepContext, StepResult
 
 CAUSE = "kubernetes.io/change-cause"
 
@@ -89,3 +90,35 @@ async def over_limits(kube: Kube, policy: Policy | None, namespace: str, name: s
         return (f"cooldown: {name} was rolled back {now - max(recent):.0f}s ago "
                 f"(cooldown {policy.limits.cooldown / 60:g}m); not rolling back again")
     return None
+
+
+class RollbackAction(Action):
+    name = "rollback"
+
+    async def run(self, ctx: StepContext, step: Step) -> StepResult:
+        return await rollback(ctx, step)
+
+    def describe(self, params: Rollback) -> list[str]:
+        to = ("the last known healthy release" if params.to == "LastHealthy"
+              else "the previous revision")
+        return [f"Roll back to {to}; verify it recovers within {dur(params.verify_within)}."]
+
+    def no_effect(self, *, step: Step, record: StepRecord, status: IncidentStatus,
+                  now: float) -> str | None:
+        if record.state != SUCCEEDED or record.finished_at is None:
+            return None
+        within = step.verify_within or step.params.verify_within
+        if status.mitigated_at is None and now - record.finished_at > within:
+            return f"the rollback did not restore service within {within / 60:g}m"
+        return None
+
+    def holds(self, *, record: StepRecord, status: IncidentStatus, deployment: dict) -> bool:
+        """After our rollback, "healthy" means running the healthy release's template."""
+        freeze = status.freeze
+        if record.state != SUCCEEDED or not freeze or not freeze.allowed_template_hash:
+            return True
+        return podtemplate.fingerprint(deployment["spec"]["template"]) \
+            == freeze.allowed_template_hash
+
+
+ACTION = RollbackAction()

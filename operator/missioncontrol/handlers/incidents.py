@@ -1,32 +1,33 @@
 """Incident: a daemon drives each open incident (engine.py); closing is a request in spec
-that the API only accepts with action items. Only the replica holding the leader Lease acts
-(leadership.py)."""
+that the API only accepts with action items, and the daemon performs it. Only the replica
+holding the leader Lease acts (leadership.py)."""
 
 from __future__ import annotations
 
-import logging
-from dataclasses import replace
-
 import kopf
 
-from .. import GROUP, VERSION, comms, intake, leadership
+from .. import GROUP, VERSION, comms, intake, leadership, reverts
 from .. import incident as inc
-from ..actions import freeze as freezing
 from ..engine import Run
-from ..kube import ApiException, Missed, Unavailable
+from ..kube import ApiException, Missed
 from ..records import from_dict, to_dict
 
 
-def _needs_daemon(status: kopf.Status, **_: object) -> bool:
-    """Open, or resolved but still owing people a page or the all-clear: a daemon (and
-    its finalizer) only for incidents that have work left."""
+def _needs_daemon(*, status: kopf.Status, spec: kopf.Spec | None = None, **_: object) -> bool:
+    """Open, asked to close, or resolved but still owing people a page or the all-clear: a
+    daemon (and its finalizer) only for incidents that have work left. Closing is the
+    daemon's too: it is the one writer of the status, so nothing writes over a close."""
     phase = (status or {}).get("phase")
     if phase in inc.OPEN_PHASES:
         return True
-    if phase != inc.RESOLVED:
+    if phase and phase != inc.CLOSED and (spec or {}).get("close"):
+        return True
+    if phase not in (inc.RESOLVED, inc.CLOSED):
         return False
     try:
-        return comms.owed(from_dict(inc.IncidentStatus, dict(status)))
+        typed = from_dict(inc.IncidentStatus, dict(status))
+        # Undoing its steps is owed in either phase; pages and the all-clear once resolved.
+        return reverts.owed(typed) or (phase == inc.RESOLVED and comms.owed(typed))
     except (AttributeError, TypeError, ValueError, KeyError):   # unreadable: owes nothing known
         return False
 
@@ -47,8 +48,7 @@ async def drive_incident(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonS
             return
         run, tenure = Run(memo.engine, fresh), memo.leadership.tenure(stopped)
         run.missed = missed
-        await run.drive(tenure, lambda run=run: {**_plain(body), "status": to_dict(run.status)},
-                        closed=lambda: (body.get("status") or {}).get("phase") == inc.CLOSED)
+        await run.drive(tenure, lambda run=run: {**_plain(body), "status": to_dict(run.status)})
         if not tenure.lost:
             return
         missed = run.missed
@@ -78,48 +78,6 @@ async def take_in(body: kopf.Body, memo: kopf.Memo, **_: object) -> None:
         raise
     kopf.event(body, type="Normal" if verdict.accepted else "Warning", reason=verdict.reason,
                message=verdict.message)
-
-
-@kopf.on.field(GROUP, VERSION, "incidents", field="spec.close", new=True)
-async def close_incident(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger,
-                         **_: object) -> None:
-    try:
-        await _close(body, memo, logger)
-    except Unavailable as exc:
-        # An outage, not a failure: one line, and again in seconds (not kopf's 60 s).
-        raise kopf.TemporaryError(f"the API server is unavailable ({exc})", delay=2) from None
-
-
-async def _close(body: kopf.Body, memo: kopf.Memo, logger: logging.Logger) -> None:
-    current = await leadership.closed_or_leading(memo, body, done=_closed)
-    if current is None:
-        return   # the leader closed it
-    status = from_dict(inc.IncidentStatus, current.get("status"))
-    if status.phase == inc.CLOSED:
-        return
-    items = body.spec.get("actionItems") or []
-    if not items or not all(i.get("assignee") for i in items):
-        # The API rejects this already; say so here too rather than close silently.
-        kopf.event(body, type="Warning", reason="CloseRefused",
-                   message="closing needs action items, each with an assignee")
-        return
-    now = memo.engine.clock()
-    if status.freeze and status.freeze.active:
-        lifted = await freezing.lift(memo.kube, incident=body.metadata.name,
-                                     namespace=body.metadata.namespace, freeze=status.freeze,
-                                     now=now, reason="the incident is closed")
-        status = replace(status, freeze=lifted)
-    status = inc.move(status, now, inc.CLOSED,
-                      f"closed with {len(items)} action item(s): "
-                      + "; ".join(f"{i['title']} ({i['assignee']})" for i in items))
-    await memo.kube.patch_status("Incident", body.metadata.namespace, body.metadata.name,
-                                 to_dict(status))
-    kopf.event(body, type="Normal", reason="Closed", message="incident closed")
-    logger.info("closed")
-
-
-def _closed(incident: dict) -> bool:
-    return (incident.get("status") or {}).get("phase") == inc.CLOSED
 
 
 def _plain(body: kopf.Body) -> dict:
