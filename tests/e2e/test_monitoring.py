@@ -8,12 +8,16 @@ from __future__ import annotations
 import json
 import math
 import time
+import urllib.request
 
 import pytest
 from kubernetes import client
+from prometheus_client.parser import text_string_to_metric_families
 
 from e2e.conftest import REPO, rb001_policy
+from e2e.test_ha import leading, pair, the_leader  # noqa: F401 - pair is a fixture
 from harness import objects
+from harness.operator import OperatorProcess
 from harness.procs import HarnessError, wait_for
 from missioncontrol import timeutil
 
@@ -122,3 +126,35 @@ def dashboard_queries() -> list[tuple[str, str]]:
     dashboard = json.loads((MONITORING / "dashboard.json").read_text())
     return [(p["title"], t["expr"]) for p in dashboard["panels"] for t in p.get("targets", [])]
 
+
+
+def state_samples(op: OperatorProcess) -> list:
+    """The state gauges (incidents, freezes, policies) in one scrape of the operator."""
+    with urllib.request.urlopen(op.metrics_url, timeout=5) as response:
+        text = response.read().decode()
+    names = ("missioncontrol_incident", "missioncontrol_freezes", "missioncontrol_polic")
+    return [s for family in text_string_to_metric_families(text)
+            if family.name.startswith(names) for s in family.samples]
+
+
+def test_the_leader_alone_exports_incident_state_and_the_next_leader_takes_it_over(
+        rb001, cluster, pair):  # noqa: F811 - the fixture
+    cluster.create(rb001_policy(slo="30m"))
+    ops = pair()
+    leader = the_leader(ops)
+    standby = next(op for op in ops if op is not leader)
+    cluster.create(objects.deployment("checkout", image="shop/checkout:1.0", ready=False))
+    name = cluster.one_incident()["metadata"]["name"]
+
+    def exported(op: OperatorProcess) -> list:
+        return [s for s in state_samples(op) if s.name == "missioncontrol_incident_info"
+                and s.labels["incident"] == name]
+
+    wait_for(lambda: exported(leader), timeout=30, what="the leader exporting the incident")
+    assert state_samples(standby) == [], "a standby exports incident state: counted twice"
+    leader.kill()
+    wait_for(lambda: leading(standby), timeout=60, what="the standby to take the Lease")
+    (info,) = wait_for(lambda: exported(standby), timeout=30,
+                       what="the new leader exporting the incident")
+    assert info.labels["runbook"] == "RB-001" and info.labels["mode"] == "enforce"
+    standby.check_alive()
