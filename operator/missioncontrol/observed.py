@@ -73,9 +73,16 @@ def tracked(status: Mapping[str, Any] | None) -> bool:
                                                           .get("active"))
 
 
+_READ = ("phase", "mode", "severity", "detectedAt", "resolvedAt", "escalated", "slo",
+         "conditions", "freeze")
+
+
 def incident_facts(body: Mapping[str, Any]) -> IncidentFacts:
     meta, spec = body["metadata"], body.get("spec") or {}
-    status = from_dict(inc.IncidentStatus, dict(body.get("status") or {}))
+    raw = body.get("status") or {}
+    # Only the fields read here are parsed: the timeline, pages and updates are most of a
+    # status, and this runs at every change of every tracked incident.
+    status = from_dict(inc.IncidentStatus, {k: raw[k] for k in _READ if k in raw})
     overdue = status.condition("UpdateOverdue")
     target = spec.get("target") or {}
     return IncidentFacts(
