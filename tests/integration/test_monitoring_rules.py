@@ -43,7 +43,7 @@ def test_each_alert_fires_and_stays_silent_as_specified():
 
 
 def test_the_prometheus_rule_carries_the_same_rules():
-    rule = yaml.safe_load((MONITORING / "prometheusrule.yaml").read_text())
+    rule = yaml.safe_load((MONITORING / "prometheus-operator" / "prometheusrule.yaml").read_text())
     assert (rule["apiVersion"], rule["kind"]) == ("monitoring.coreos.com/v1", "PrometheusRule")
     assert rule["spec"] == yaml.safe_load(RULES.read_text())
 
