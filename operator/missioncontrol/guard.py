@@ -189,6 +189,11 @@ def _reported(body: dict, reason: str) -> bool:
         and status.get("observedGeneration") == meta.get("generation")
 
 
+def mode_of(ctx: Context, policy: Policy) -> str:
+    """The mode the policy acts in: the operator's --dry-run overrides an enforcing policy."""
+    return "dryRun" if policy.dry_run or ctx.force_dry_run else "enforce"
+
+
 async def tick(ctx: Context, body: dict) -> TickResult:
     """One pass over the policy's targets. Readiness is judged first, from the cluster's
     answer alone; the PromQL conditions then take the answers Prometheus gave within the time
@@ -199,6 +204,7 @@ async def tick(ctx: Context, body: dict) -> TickResult:
         return TickResult(resolved, wait=10.0)
     policy, runbook = resolved.policy, resolved.runbook
     paused = pause.in_force(policy, ctx.clock())
+    metrics.guarding(runbook=runbook.id, mode=mode_of(ctx, policy))
     stored = {(t["namespace"], t["name"]): from_dict(TargetState, t)
               for t in (body.get("status") or {}).get("targets") or []}
     namespaces, protected = tenancy.split(await target_namespaces(ctx.kube, policy))
@@ -236,7 +242,7 @@ async def tick(ctx: Context, body: dict) -> TickResult:
     # the next readiness check, so that check starts on time.
     idle = _only(runbook, lambda c: not ctx.queries.running((owner, c.name)))
     wait = min((next_due(idle, s, ctx.clock()) for s in states.values()), default=10.0)
-    mode = "dryRun" if policy.dry_run or ctx.force_dry_run else "enforce"
+    mode = mode_of(ctx, policy)
     message = (f"guarding {len(states)} Deployment(s) with {runbook.id} in {mode} mode")
     if protected:
         message += f"; {_not_guarding(protected)}"
@@ -405,7 +411,7 @@ async def open_incident(ctx: Context, policy: Policy, runbook: Runbook, target: 
             continue   # created, its status not written (an outage between): write it below
         if (phase or inc.DETECTED) in inc.OPEN_PHASES:
             return body["metadata"]["name"]
-    mode = "dryRun" if policy.dry_run or ctx.force_dry_run else "enforce"
+    mode = mode_of(ctx, policy)
     reason = "; ".join(f"{c.condition}: {c.message}" for c in fired)[:1000]
     owner = await _owner(ctx, policy, target)
     spec = {

@@ -13,9 +13,33 @@ INCIDENTS_OPENED = Counter(
 STEPS = Counter(
     "missioncontrol_steps_total", "Runbook steps run, by runbook, action and result.",
     ["runbook", "action", "result"])
-PAGES = Counter(
-    "missioncontrol_pages_total", "Notifications sent, by route type, kind and outcome.",
+_PAGES = Counter(
+    "missioncontrol_pages_total",
+    "Pages to people (kind page, acknowledge or resolve), by route type, kind and outcome.",
     ["route", "kind", "outcome"])
+STAKEHOLDER_UPDATES = Counter(
+    "missioncontrol_stakeholder_updates_total",
+    "Stakeholder updates sent (the final all-clear included), by route type and outcome.",
+    ["route", "outcome"])
+CHANNEL_ANNOUNCEMENTS = Counter(
+    "missioncontrol_channel_announcements_total",
+    "Response channel announcements sent, by route type and outcome.", ["route", "outcome"])
+
+
+class _Sent:
+    """Where paging.send counts every message it sends: a page counts as a page, a stakeholder
+    update or a channel announcement in its own counter (they go to groups, not on-call people,
+    and alerting on pages must not see them)."""
+
+    def labels(self, *, route: str, kind: str, outcome: str):  # noqa: ANN201 - a child
+        if kind == "update":
+            return STAKEHOLDER_UPDATES.labels(route=route, outcome=outcome)
+        if kind == "channel":
+            return CHANNEL_ANNOUNCEMENTS.labels(route=route, outcome=outcome)
+        return _PAGES.labels(route=route, kind=kind, outcome=outcome)
+
+
+PAGES = _Sent()
 TIME_TO_DETECT = Histogram(
     "missioncontrol_time_to_detect_seconds", "From the release to the incident opening.",
     ["runbook"], buckets=_BUCKETS)
@@ -31,6 +55,17 @@ TIME_TO_MITIGATE = Histogram(
 TIME_TO_RESOLVE = Histogram(
     "missioncontrol_time_to_resolve_seconds", "From detection to Resolved.",
     ["runbook"], buckets=_BUCKETS)
+
+
+def guarding(*, runbook: str, mode: str) -> None:
+    """A runbook is guarding in this mode: its series exist from now on, at zero, so the first
+    incident counts as an increase (rate() and increase() cannot see a series' first sample)."""
+    INCIDENTS_OPENED.labels(runbook=runbook, mode=mode)
+    for histogram in (TIME_TO_DETECT, TIME_TO_PAGE, TIME_TO_ACKNOWLEDGE, TIME_TO_MITIGATE,
+                      TIME_TO_RESOLVE):
+        histogram.labels(runbook=runbook)
+
+
 # Alert on it: above a few ticks, the operator is not seeing or changing the cluster (its
 # value comes from kube.Health at each scrape; see main.build_memo).
 SECONDS_SINCE_API_SUCCESS = Gauge(

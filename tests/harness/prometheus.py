@@ -1,11 +1,14 @@
 """The real Prometheus server (Debian's `prometheus` package) on loopback, scraping every
-second: the test exporter, and any target written into its file_sd folder."""
+second: the test exporter, and any target written into its file_sd folder; evaluating every
+second the rule files a test adds (`add_rules`)."""
 
 from __future__ import annotations
 
 import base64
 import json
 import shutil
+import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,9 +41,11 @@ class Prometheus:
         binary = prometheus_binary()
         self.workdir.mkdir(parents=True, exist_ok=True)
         (self.workdir / "targets").mkdir(exist_ok=True)
+        (self.workdir / "rules").mkdir(exist_ok=True)
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s",
                        "scrape_timeout": "1s"},
+            "rule_files": [str(self.workdir / "rules" / "*.yaml")],
             "scrape_configs": [
                 {"job_name": "exporter",
                  "static_configs": [{"targets": [self.exporter_target]}]},
@@ -56,7 +61,8 @@ class Prometheus:
         argv = [binary, f"--config.file={config_file}",
                 f"--storage.tsdb.path={self.workdir / 'data'}",
                 f"--web.listen-address=127.0.0.1:{port}",
-                "--storage.tsdb.retention.time=1d", "--log.level=warn"]
+                "--storage.tsdb.retention.time=1d", "--log.level=warn",
+                "--web.enable-lifecycle"]   # POST /-/reload: rule files added by tests
         if self.basic_auth_users:
             web_config = self.workdir / "web.yml"
             web_config.write_text(yaml.safe_dump({"basic_auth_users": self.basic_auth_users}))
@@ -78,6 +84,46 @@ class Prometheus:
         tmp.write_text(json.dumps([{"targets": [target], "labels": labels or {}}]))
         tmp.rename(path)
 
+    def remove_target(self, name: str) -> None:
+        (self.workdir / "targets" / f"{name}.json").unlink(missing_ok=True)
+
+    def add_rules(self, name: str, source: Path) -> None:
+        """Load a rule file (as Prometheus reads it from rule_files) and wait until its groups
+        are evaluated; a file Prometheus refuses fails here with Prometheus's own message."""
+        groups = {g["name"] for g in yaml.safe_load(source.read_text())["groups"]}
+        shutil.copyfile(source, self.workdir / "rules" / f"{name}.yaml")
+        self._reload()
+        wait_for(lambda: groups <= {g["name"] for g in self.api("rules")["groups"]},
+                 timeout=30, what=f"Prometheus to load the rule groups {sorted(groups)}")
+
+    def remove_rules(self, name: str) -> None:
+        (self.workdir / "rules" / f"{name}.yaml").unlink(missing_ok=True)
+        self._reload()
+
+    def _reload(self) -> None:
+        request = _authorized(urllib.request.Request(f"{self.url}/-/reload", method="POST"),
+                              self.login)
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                response.read()
+        except urllib.error.HTTPError as exc:
+            raise HarnessError(f"Prometheus refused its configuration: "
+                               f"{exc.read().decode(errors='replace')}") from None
+
+    def api(self, path: str, **params: str) -> dict:
+        """GET /api/v1/<path> (rules, alerts, query, query_range): the `data` of the answer."""
+        query = urllib.parse.urlencode(params)
+        try:
+            request = _authorized(urllib.request.Request(f"{self.url}/api/v1/{path}?{query}"),
+                                  self.login)
+            with urllib.request.urlopen(request, timeout=10) as response:
+                answer = json.loads(response.read())
+        except urllib.error.HTTPError as exc:   # a bad query: 400 with Prometheus's reason
+            answer = json.loads(exc.read() or b"{}")
+        if answer.get("status") != "success":
+            raise HarnessError(f"Prometheus {path}: {answer}")
+        return answer["data"]
+
     def check_alive(self) -> None:
         for proc in self.procs:
             proc.check_alive()
@@ -88,10 +134,15 @@ class Prometheus:
         self.procs.clear()
 
 
-def _ok(url: str, login: tuple[str, str] | None = None) -> bool:
-    request = urllib.request.Request(url)
+def _authorized(request: urllib.request.Request,
+                login: tuple[str, str] | None) -> urllib.request.Request:
     if login:
         token = base64.b64encode(":".join(login).encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
+    return request
+
+
+def _ok(url: str, login: tuple[str, str] | None = None) -> bool:
+    request = _authorized(urllib.request.Request(url), login)
     with urllib.request.urlopen(request, timeout=5) as response:
         return response.status == 200
