@@ -42,8 +42,10 @@ chart-files: venv
 
 deps: venv system-deps control-plane helm
 
+# Two workers, each with its own control plane and Prometheus: the cluster tests mostly wait
+# (rollouts, scrapes, leases), so two of them share the 2 cores well.
 test: deps
-	$(PY) -m pytest --durations=25
+	$(PY) -m pytest -n 2 --dist worksteal --durations=25
 
 unit: venv
 	$(PY) -m pytest tests/unit
