@@ -9,6 +9,7 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -193,8 +194,6 @@ def test_every_flag_the_chart_can_pass_is_one_the_operator_takes():
     (("nameSpaces={a}",), "additional properties 'nameSpaces' not allowed"),
     (("namespaces={Team_A}",), "at '/namespaces/0'"),
     (("replicas=two",), "at '/replicas'"),
-    (("prometheusRule.enabled=true",), "prometheusRule.enabled: no rules"),
-    (("dashboards.enabled=true",), "dashboards.enabled: no dashboards"),
     (("prometheus.bearerTokenSecret.name=a", "prometheus.bearerTokenFile=/b"),
      "prometheus: set one of"),
     (("prometheus.bearerTokenFile=/b", "prometheus.basicAuth.username=u"),
@@ -209,14 +208,48 @@ def test_values_that_cannot_work_are_refused_with_a_reason(values, message):
     assert result.returncode != 0 and message in result.stderr, result.stderr
 
 
-def test_monitoring_objects_are_off_by_default_and_render_when_asked():
+def bare_chart(tmp_path) -> Path:
+    """A copy of the chart without the rule and dashboard files it ships."""
+    chart = tmp_path / "mission-control"
+    shutil.copytree(helm.CHART, chart)
+    for shipped in [*(chart / "files" / "rules").glob("*.yaml"),
+                    *(chart / "files" / "dashboards").glob("*.json")]:
+        shipped.unlink()
+    return chart
+
+
+@pytest.mark.parametrize("value, message", [
+    ("prometheusRule.enabled=true", "prometheusRule.enabled: no rules"),
+    ("dashboards.enabled=true", "dashboards.enabled: no dashboards"),
+])
+def test_a_toggle_with_nothing_to_render_is_refused(tmp_path, value, message):
+    result = helm.run("template", "mc", str(bare_chart(tmp_path)), "--set", value, check=False)
+    assert result.returncode != 0 and message in result.stderr, result.stderr
+
+
+def test_the_shipped_rules_and_dashboard_render_when_switched_on():
+    """deploy/monitoring/'s alert rules and dashboard, as the chart ships them."""
+    shipped = yaml.safe_load((REPO / "deploy" / "monitoring" / "rules.yaml").read_text())
+    rendered = docs_of(helm.run("template", "mc", str(helm.CHART), "--namespace=mission-control",
+                                "--set", "prometheusRule.enabled=true",
+                                "--set", "dashboards.enabled=true").stdout)
+    (rule,) = [d for d in rendered if d["kind"] == "PrometheusRule"]
+    assert rule["spec"]["groups"] == shipped["groups"]
+    (configmap,) = [d for d in rendered if d["kind"] == "ConfigMap"]
+    (text,) = configmap["data"].values()
+    assert json.loads(text) == json.loads(
+        (REPO / "deploy" / "monitoring" / "dashboard.json").read_text())
+
+
+def test_monitoring_objects_are_off_by_default_and_render_when_asked(tmp_path):
     default = {d["kind"] for d in docs_of(helm.template(crds=False))}
     assert not default & {"ServiceMonitor", "PrometheusRule", "ConfigMap"}, default
+    chart = bare_chart(tmp_path)   # the groups and dashboards given as values alone
     rules = {"name": "mission-control", "rules": [
         {"alert": "MissionControlDown", "expr": "absent(up{job=\"mission-control\"})"}]}
     dashboard = '{"title": "Mission Control", "panels": []}'
     rendered = docs_of(helm.run(
-        "template", "mc", str(helm.CHART), "--namespace=mission-control",
+        "template", "mc", str(chart), "--namespace=mission-control",
         "--set", "serviceMonitor.enabled=true", "--set", "serviceMonitor.labels.release=kps",
         "--set", "prometheusRule.enabled=true",
         "--set-json", f"prometheusRule.groups={json.dumps([rules])}",
@@ -265,8 +298,7 @@ def test_rule_and_dashboard_files_in_the_chart_render_when_switched_on(tmp_path)
     """What `make chart-files` copies from deploy/monitoring/ is what the toggles render: a
     rule file's groups and a PrometheusRule's spec.groups alike, each dashboard file as its
     own ConfigMap. (A copy of the chart, so the repository's files/ stays as shipped.)"""
-    chart = tmp_path / "mission-control"
-    shutil.copytree(helm.CHART, chart)
+    chart = bare_chart(tmp_path)
     down = {"name": "availability", "rules": [{"alert": "MissionControlDown",
                                                "expr": "up{job=\"mission-control\"} == 0"}]}
     slo = {"name": "incidents", "rules": [{"alert": "MissionControlSLOBreached",
