@@ -8,7 +8,7 @@ runbook page reach an action only through this interface, by the step's action n
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from ..incident import PLANNED, SKIPPED, STEP_FAILED, SUCCEEDED, Change, IncidentStatus, StepRecord
@@ -135,6 +135,11 @@ def changed_by(body: dict, path: tuple[str, ...]) -> str:
         if node is not None and entry.get("manager"):
             owners.append((entry.get("time") or "", entry["manager"]))
     return max(owners)[1] if owners else "someone else"
+
+
+def reversed_changes(changes: tuple[Change, ...]) -> tuple[Change, ...]:
+    """What undoing `changes` would change: each one the other way round (dryRun's plan)."""
+    return tuple(replace(c, from_=c.to, to=c.from_) for c in changes)
 
 
 def undone(done: list[str], skipped: list[str], changes: tuple[Change, ...],

@@ -3,13 +3,11 @@ routing to replicas, a retry rate limit. Each key's previous value is recorded f
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from ..incident import Change, StepRecord
 from ..kube import ApiException, Kube
 from ..markdown import and_list
 from ..model import ConfigValue, SetFlags, Step
-from .base import Action, StepContext, StepResult, changed_by, undone
+from .base import Action, StepContext, StepResult, changed_by, reversed_changes, undone
 
 
 async def set_flags(ctx: StepContext, step: Step) -> StepResult:
@@ -55,7 +53,7 @@ async def undo_config(kube: Kube, record: StepRecord, dry_run: bool) -> StepResu
     value is no longer the one the step wrote."""
     if dry_run:
         return undone([f"{c.field} of ConfigMap {c.name} to {_shown(c.from_)}"
-                       for c in record.changes], [], _back(record.changes), dry_run)
+                       for c in record.changes], [], reversed_changes(record.changes), dry_run)
     done: list[str] = []
     skipped: list[str] = []
     changes: list[Change] = []
@@ -85,14 +83,9 @@ async def undo_config(kube: Kube, record: StepRecord, dry_run: bool) -> StepResu
         changes.append(Change("ConfigMap", change.name, change.field, value, change.from_,
                               change.namespace))
         done.append(f"{what} to {_shown(change.from_)}")
-        if not dry_run:
-            await kube.call(kube.core.patch_namespaced_config_map, change.name,
-                            change.namespace, {"data": {key: change.from_}})
+        await kube.call(kube.core.patch_namespaced_config_map, change.name,
+                        change.namespace, {"data": {key: change.from_}})
     return undone(done, skipped, tuple(changes), dry_run)
-
-
-def _back(changes: tuple[Change, ...]) -> tuple[Change, ...]:
-    return tuple(replace(c, from_=c.to, to=c.from_) for c in changes)
 
 
 def _shown(value: str | None) -> str:

@@ -3,12 +3,10 @@ one's replicas so recovery can scale them back."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from ..incident import Change, StepRecord
 from ..kube import ApiException, Kube
 from ..model import PauseConsumers, Step
-from .base import Action, StepContext, StepResult, changed_by, undone
+from .base import Action, StepContext, StepResult, changed_by, reversed_changes, undone
 
 
 async def pause_consumers(ctx: StepContext, step: Step) -> StepResult:
@@ -36,7 +34,7 @@ async def resume_consumers(kube: Kube, record: StepRecord, dry_run: bool) -> Ste
     """Each paused consumer back to its replicas, unless someone scaled it since."""
     if dry_run:
         return undone([f"{c.name} to {c.from_} replicas" for c in record.changes], [],
-                      tuple(replace(c, from_=c.to, to=c.from_) for c in record.changes), dry_run)
+                      reversed_changes(record.changes), dry_run)
     done: list[str] = []
     skipped: list[str] = []
     changes: list[Change] = []
@@ -61,9 +59,8 @@ async def resume_consumers(kube: Kube, record: StepRecord, dry_run: bool) -> Ste
         changes.append(Change("Deployment", change.name, "spec.replicas", replicas,
                               change.from_, change.namespace))
         done.append(f"{change.name} to {change.from_} replicas")
-        if not dry_run:
-            await kube.call(kube.apps.patch_namespaced_deployment_scale, change.name,
-                            change.namespace, {"spec": {"replicas": int(change.from_ or 1)}})
+        await kube.call(kube.apps.patch_namespaced_deployment_scale, change.name,
+                        change.namespace, {"spec": {"replicas": int(change.from_ or 1)}})
     return undone(done, skipped, tuple(changes), dry_run)
 
 
