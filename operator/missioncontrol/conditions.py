@@ -18,7 +18,7 @@ class Condition:
     observed_generation: int | None = None
 
 
-def put(conditions: tuple[Condition, ...], now: float, kind: str, value: bool, reason: str,
+def put(conditions: tuple[Condition, ...], *, now: float, kind: str, value: bool, reason: str,
         message: str = "", generation: int | None = None) -> tuple[Condition, ...]:
     text = "True" if value else "False"
     current = next((c for c in conditions if c.type == kind), None)
