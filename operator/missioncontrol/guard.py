@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from . import incident as inc
-from . import metrics, owners, pause, references, templates, tenancy
+from . import labels, metrics, owners, pause, references, templates, tenancy
 from .detect.outcome import Check, Outcome
 from .detect.release import Readings, TargetState, armed, evaluate, next_due, observe
 from .kube import ApiException, Kube
@@ -34,12 +34,11 @@ from .signals.prometheus import Answer, InFlight, Prometheus
 from .timeutil import Clock
 
 log = logging.getLogger(__name__)
-LABEL_POLICY = "missioncontrol.dev/policy"
-LABEL_TARGET = "missioncontrol.dev/target"
-LABEL_RUNBOOK = "missioncontrol.dev/runbook"
-# The policy may live in another namespace than the incident (a namespaceSelector policy).
-POLICY_NAMESPACE = "missioncontrol.dev/policy-namespace"
-LAST_HEALTHY = "missioncontrol.dev/last-healthy-revision"
+LABEL_POLICY = labels.POLICY
+LABEL_TARGET = labels.TARGET
+LABEL_RUNBOOK = labels.RUNBOOK
+POLICY_NAMESPACE = labels.POLICY_NAMESPACE
+LAST_HEALTHY = labels.LAST_HEALTHY
 
 
 @dataclass

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .labels import SERVICE
 from .model import Ownership, Route
 
-SERVICE_LABELS = ("missioncontrol.dev/service", "app.kubernetes.io/part-of",
-                  "app.kubernetes.io/name", "app")
+SERVICE_LABELS = SERVICE
 
 
 def service_of(deployment_labels: dict[str, str] | None, namespace_labels: dict[str, str] | None,

@@ -30,12 +30,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
-from . import metrics, tls
+from . import labels, metrics, tls
 from .kube import ApiException, Kube
 
 log = logging.getLogger("missioncontrol.webhook")
 
-STAGED_AT = "missioncontrol.dev/next-certificate-staged-at"
+STAGED_AT = labels.CERTIFICATE_STAGED_AT
 Fresh = tuple[bytes, bytes, bytes]   # a new CA, a serving certificate it signed, and its key
 
 

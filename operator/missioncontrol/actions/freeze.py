@@ -8,15 +8,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from .. import podtemplate, tenancy
+from .. import labels, podtemplate, tenancy
 from ..durations import format as dur
 from ..incident import Change, Freeze, IncidentStatus
 from ..kube import ApiException, Kube
 from ..model import FreezeDeployments, Step
 from .base import Action, StepContext, StepResult
 
-FROZEN = "missioncontrol.dev/frozen"
-FROZEN_BY = "missioncontrol.dev/frozen-by"
+FROZEN = labels.FROZEN
+FROZEN_BY = labels.FROZEN_BY
 
 
 def scope_objects(scope: str, namespace: str, name: str) -> tuple[str, ...]:

@@ -3,7 +3,7 @@ once however often the step runs)."""
 
 from __future__ import annotations
 
-from .. import tenancy
+from .. import labels, tenancy
 from ..incident import Change
 from ..kube import ApiException
 from ..markdown import code
@@ -20,7 +20,7 @@ async def replay_sample(ctx: StepContext, step: Step) -> StepResult:
     if params.command:
         container["command"] = list(params.command)
     job = {"apiVersion": "batch/v1", "kind": "Job",
-           "metadata": {"name": job_name, "labels": {"missioncontrol.dev/incident": ctx.name}},
+           "metadata": {"name": job_name, "labels": {labels.INCIDENT: ctx.name}},
            "spec": {"backoffLimit": 0, "ttlSecondsAfterFinished": 86400, "template": {
                "spec": {"restartPolicy": "Never", "containers": [container]}}}}
     change = Change("Job", job_name, "created", None, f"replay of {params.sample} events",

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from .. import podtemplate, timeutil
+from .. import labels, podtemplate, timeutil
 from ..durations import format as dur
 from ..incident import SUCCEEDED, Change, IncidentStatus, StepRecord
 from ..kube import ApiException, Kube
@@ -72,7 +72,7 @@ async def over_limits(kube: Kube, policy: Policy | None, namespace: str, name: s
         return None
     times = []
     for body in await kube.list("Incident", namespace,
-                                label_selector=f"missioncontrol.dev/target={name}"):
+                                label_selector=f"{labels.TARGET}={name}"):
         if body["metadata"]["name"] == incident:
             continue
         for step in (body.get("status") or {}).get("steps") or []:
