@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 
 from . import incident as inc
 from .guard import LABEL_POLICY, LAST_HEALTHY, POLICY_NAMESPACE
-from .kube import ApiException, Kube
+from .kube import Kube, NotFound
 from .model import Policy, Runbook, effective_runbook
 from .parse import ModelError
 from .signals.kubernetes import REVISION
@@ -144,7 +144,6 @@ async def read_facts(kube: Kube, body: dict) -> Facts:
         try:
             deployment = await kube.json(kube.apps.read_namespaced_deployment,
                                          target.get("name", ""), namespace)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+        except NotFound:
+            pass
     return Facts(namespace, spec, runbook, policy, deployment)

@@ -5,7 +5,9 @@ a thread of Kube's own bounded pool (never the default executor, which other blo
 shares), with a deadline (`_request_timeout`), and its failure is classified here, once: an
 API server that does not answer (refused, reset, timed out, TLS) or answers that it cannot
 serve now (429, 5xx) raises `Unavailable`, a normal condition that callers wait out (see
-`Backoff` and `Health.pause`); every other API error stays an `ApiException`."""
+`Backoff` and `Health.pause`); an object that is not there raises `NotFound`, a write that lost
+a race (a stale resourceVersion, a name taken) raises `Conflict`; both are `ApiException`s, as
+is every other API error, so no caller compares status codes."""
 
 from __future__ import annotations
 
@@ -42,8 +44,8 @@ PROBE_EVERY = 0.5   # seconds between readiness probes while the API server does
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-__all__ = ["ApiException", "Backoff", "Health", "Kube", "Missed", "Unavailable", "load_client",
-           "transient"]
+__all__ = ["ApiException", "Backoff", "Conflict", "Health", "Kube", "Missed", "NotFound",
+           "Unavailable", "load_client", "transient"]
 
 
 class Unavailable(Exception):
@@ -54,6 +56,27 @@ class Unavailable(Exception):
         super().__init__(reason)
         self.reason = reason
         self.answered = answered
+
+
+class NotFound(ApiException):
+    """404: the object (or its namespace) does not exist."""
+
+
+class Conflict(ApiException):
+    """409: another writer got there first (a stale resourceVersion, or the name is taken)."""
+
+
+TYPED = {404: NotFound, 409: Conflict}
+
+
+def typed(exc: ApiException) -> ApiException:
+    """The same answer as its typed error, when it has one."""
+    kind = TYPED.get(exc.status)
+    if kind is None or isinstance(exc, kind):
+        return exc
+    new = kind(status=exc.status, reason=exc.reason)
+    new.body, new.headers = exc.body, exc.headers
+    return new
 
 
 def unreachable(exc: BaseException) -> str | None:
@@ -261,6 +284,9 @@ class Kube:
             raise Unavailable(reason, answered=True) from exc
         if isinstance(exc, ApiException):
             self.health.answered()   # a refusal (404, 409...) is an answer
+            answer = typed(exc)
+            if answer is not exc:
+                raise answer from exc
 
     async def json(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """The raw JSON of a read: plain dicts, no model classes (cheaper, and exact)."""
@@ -312,10 +338,8 @@ class Kube:
         try:
             return await self.call(self.custom.get_namespaced_custom_object, GROUP, VERSION,
                                    namespace, PLURALS[kind], name)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
+        except NotFound:
+            return None
 
     async def list(self, kind: str, namespace: str | None = None,
                    label_selector: str | None = None) -> list[dict]:

@@ -32,7 +32,7 @@ from typing import Any
 from kubernetes import client
 
 from . import metrics
-from .kube import ApiException, Kube
+from .kube import ApiException, Conflict, Kube, NotFound, typed
 
 log = logging.getLogger("missioncontrol.leadership")
 
@@ -76,7 +76,13 @@ class Leadership:
 
     async def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+        try:
+            return await loop.run_in_executor(self._pool, functools.partial(fn, *args, **kwargs))
+        except ApiException as exc:   # our own thread, not Kube.call: type the answer here
+            answer = typed(exc)
+            if answer is not exc:
+                raise answer from exc
+            raise
 
     async def _read(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         response = await self._call(fn, *args, _preload_content=False, **kwargs)
@@ -119,9 +125,7 @@ class Leadership:
         try:
             lease = await self._read(self.api.read_namespaced_lease, self.name,
                                          self.namespace, _request_timeout=timeout)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+        except NotFound:
             return await self._write(None, timeout)
         spec = lease.get("spec") or {}
         holder = spec.get("holderIdentity") or None
@@ -162,11 +166,9 @@ class Leadership:
             else:
                 await self._call(self.api.replace_namespaced_lease, self.name,
                                      self.namespace, body, _request_timeout=limit)
-        except ApiException as exc:
-            if exc.status == 409:   # someone else wrote it first
-                self._renewed = None
-                return False
-            raise
+        except Conflict:   # someone else wrote it first
+            self._renewed = None
+            return False
         # Counted from before the write: the others count from when they saw it, later.
         self._renewed = started
         self.holder = self.me

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 
 from . import metrics, tenancy
 from .incident import Page
-from .kube import ApiException, Kube
+from .kube import Kube, NotFound
 from .model import Ownership, Route
 from .notifiers import (
     DEFAULT_POLICY,
@@ -60,10 +60,8 @@ async def secret_value(kube: Kube, namespace: str, route: Route) -> str | None:
         # be read yet (that would wait RETRY_AFTER).
         secret = await kube.patiently(lambda: kube.json(kube.core.read_namespaced_secret,
                                                         route.secret.name, namespace))
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
+    except NotFound:
+        return None
     data = (secret.get("data") or {}).get(route.secret.key)
     if data is None:
         return None

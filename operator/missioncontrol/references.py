@@ -8,7 +8,7 @@ from __future__ import annotations
 import base64
 from urllib.parse import urlsplit
 
-from .kube import ApiException, Kube
+from .kube import ApiException, Kube, NotFound
 from .model import Route, SecretRef
 
 URL_ROUTES = ("Slack", "Webhook")   # the Secret holds the URL to post to
@@ -19,9 +19,9 @@ async def secret_value(kube: Kube, namespace: str, ref: SecretRef) -> tuple[str 
     """(value, problem): the decoded value of the key, or why there is none."""
     try:
         secret = await kube.json(kube.core.read_namespaced_secret, ref.name, namespace)
+    except NotFound:
+        return None, f"Secret {namespace}/{ref.name} does not exist"
     except ApiException as exc:
-        if exc.status == 404:
-            return None, f"Secret {namespace}/{ref.name} does not exist"
         return None, f"Secret {namespace}/{ref.name} cannot be read (API {exc.status})"
     data = (secret.get("data") or {}).get(ref.key)
     if data is None:
@@ -57,8 +57,8 @@ async def route_problem(kube: Kube, namespace: str, route: Route) -> str | None:
 async def namespace_problem(kube: Kube, name: str) -> str | None:
     try:
         await kube.json(kube.core.read_namespace, name)
+    except NotFound:
+        return f"namespace {name} does not exist"
     except ApiException as exc:
-        if exc.status == 404:
-            return f"namespace {name} does not exist"
         return f"namespace {name} cannot be read (API {exc.status})"
     return None

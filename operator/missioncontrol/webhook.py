@@ -21,7 +21,7 @@ from aiohttp import web
 
 from . import tls
 from .actions.freeze import FROZEN
-from .kube import ApiException, Kube
+from .kube import Conflict, Kube, NotFound
 
 HANDLER_PATH = "freeze"
 VALIDITY = 30 * 24 * 3600.0   # a new certificate's validity; renewed at two thirds of it
@@ -102,9 +102,8 @@ async def trust(kube: Kube, options: WebhookOptions, bundle: bytes, *, now: floa
         try:
             await _trust_once(kube, options, bundle, now=now, keep_others=keep_others)
             return
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
+        except Conflict:
+            continue
     raise RuntimeError(f"could not write the webhook configuration {options.config_name}: "
                        "it kept changing under us")
 
@@ -115,9 +114,7 @@ async def _trust_once(kube: Kube, options: WebhookOptions, bundle: bytes, *, now
     try:
         current = await kube.json(api.read_validating_webhook_configuration,
                                   options.config_name, _request_timeout=10)
-    except ApiException as exc:
-        if exc.status != 404:
-            raise
+    except NotFound:
         # Outside the shipped manifests (a development run with an admin kubeconfig) it is
         # created; the installs ship the object, so their role needs no "create".
         current = None

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Protocol
 
 from . import labels, metrics, tls
-from .kube import ApiException, Kube
+from .kube import ApiException, Conflict, Kube, NotFound
 
 log = logging.getLogger("missioncontrol.webhook")
 
@@ -178,10 +178,8 @@ class SecretStore:
         try:
             secret = await self.kube.json(self.kube.core.read_namespaced_secret, self.name,
                                           self.namespace, _request_timeout=10)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None, None
-            raise
+        except NotFound:
+            return None, None
         return from_secret(secret), secret["metadata"]["resourceVersion"]
 
     async def write(self, material: Material, version: str | None) -> bool:
@@ -194,10 +192,8 @@ class SecretStore:
             else:
                 await self.kube.call(core.replace_namespaced_secret, self.name,
                                      self.namespace, body, _request_timeout=10)
-        except ApiException as exc:
-            if exc.status == 409:   # another replica wrote first: read theirs
-                return False
-            raise
+        except Conflict:   # another replica wrote first: read theirs
+            return False
         return True
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from harness.receiver import Receiver, Reply
 from missioncontrol.incident import Page
-from missioncontrol.kube import ApiException
+from missioncontrol.kube import NotFound
 from missioncontrol.model import Contact, Ownership, Route, SecretRef
 from missioncontrol.notifiers import Policy
 from missioncontrol.paging import Ask, Brief, Pager, page_roles, redeliver
@@ -40,7 +40,7 @@ class Secrets:
         assert fn == "read_namespaced_secret" and namespace == "shop"
         self.reads += 1
         if name not in self.secrets:
-            raise ApiException(status=404, reason="Not Found")
+            raise NotFound(status=404, reason="Not Found")   # as Kube.json raises it
         return {"data": {"url": base64.b64encode(self.secrets[name].encode()).decode()}}
 
 

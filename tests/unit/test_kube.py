@@ -249,14 +249,22 @@ async def test_a_busy_answer_is_unavailable_and_does_not_end_the_outage() -> Non
     assert not k.health.down   # it answered
 
 
-async def test_other_api_errors_stay_api_errors() -> None:
+async def test_other_api_errors_stay_api_errors_typed_where_callers_need_it() -> None:
+    from missioncontrol.kube import Conflict, NotFound
     k = kube()
 
-    def missing(**_):
-        raise ApiException(status=404, reason="Not Found")
+    def answering(status: int):
+        def call(**_):
+            raise ApiException(status=status, reason="no")
+        return call
 
-    with pytest.raises(ApiException):
-        await k.call(missing)
+    with pytest.raises(NotFound):
+        await k.call(answering(404))
+    with pytest.raises(Conflict):
+        await k.call(answering(409))
+    with pytest.raises(ApiException) as caught:
+        await k.call(answering(403))
+    assert type(caught.value) is ApiException and caught.value.status == 403
 
 
 async def test_patiently_retries_until_the_api_takes_it() -> None:
@@ -273,3 +281,16 @@ async def test_patiently_retries_until_the_api_takes_it() -> None:
     assert await k.patiently(attempt, backoff=Backoff(first=0.01, cap=0.02),
                              missed=lambda exc: missed.add(0.0, exc)) == "written"
     assert len(attempts) == 3 and missed.count == 2
+
+
+# -- typed answers ------------------------------------------------------------------------------
+def test_a_404_and_a_409_come_back_typed_and_still_api_exceptions():
+    from missioncontrol.kube import Conflict, NotFound, typed
+    missing = typed(ApiException(status=404, reason="Not Found"))
+    raced = typed(ApiException(status=409, reason="Conflict"))
+    refused = ApiException(status=403, reason="Forbidden")
+    assert isinstance(missing, NotFound) and isinstance(missing, ApiException)
+    assert (missing.status, missing.reason) == (404, "Not Found")
+    assert isinstance(raced, Conflict) and raced.status == 409
+    assert typed(refused) is refused
+    assert typed(missing) is missing

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import kopf
 
 from .. import GROUP, VERSION, conditions, references, templates, tenancy
-from ..kube import PLURALS, ApiException, Kube
+from ..kube import PLURALS, Conflict, Kube, NotFound
 from ..model import Ownership, ReplaySample, Runbook
 from ..parse import ModelError
 from ..records import from_dict, to_dict
@@ -42,12 +42,10 @@ async def _ready(kube: Kube, body: dict, ok: bool, reason: str, message: str,
                             "metadata": {"resourceVersion": meta.get("resourceVersion")},
                             "status": {"conditions": [to_dict(c) for c in after],
                                        "observedGeneration": meta.get("generation")}})
-    except ApiException as exc:
-        if exc.status == 404:
-            return   # deleted meanwhile: nothing to report on
-        if exc.status == 409:
-            raise Stale from None
-        raise
+    except NotFound:
+        return   # deleted meanwhile: nothing to report on
+    except Conflict:
+        raise Stale from None
     kopf.event(body, type="Normal" if ok else "Warning", reason=reason, message=message)
 
 

@@ -9,7 +9,7 @@ import kopf
 from .. import GROUP, VERSION, comms, intake, leadership, reverts
 from .. import incident as inc
 from ..engine import Run
-from ..kube import ApiException, Missed
+from ..kube import Conflict, Missed, NotFound
 from ..records import from_dict, to_dict
 
 
@@ -72,10 +72,8 @@ async def take_in(body: kopf.Body, memo: kopf.Memo, **_: object) -> None:
             body.metadata.namespace, "incidents", body.metadata.name,
             {"metadata": {"resourceVersion": body.metadata.get("resourceVersion")},
              "status": to_dict(status)})
-    except ApiException as exc:
-        if exc.status in (404, 409):
-            return
-        raise
+    except (NotFound, Conflict):
+        return
     kopf.event(body, type="Normal" if verdict.accepted else "Warning", reason=verdict.reason,
                message=verdict.message)
 
