@@ -534,13 +534,17 @@ class Run:
     async def escalate_on_time(self, loaded: Loaded) -> None:
         """The clock's escalations: the recovery SLO and the runbook's timed rules."""
         now = self.e.clock()
-        slo, breached = inc.slo_status(self.status, now)
-        if breached:
+        # Judged from the SLO as it stands, not from "breached just now": every status write
+        # refreshes the SLO column, so the round's earlier writes have already marked it
+        # breached by the time this runs. The condition and the escalation are each once.
+        slo, _ = inc.slo_status(self.status, now)
+        if slo.breached:
             await self.apply(lambda s: inc.set_condition(
                 replace(s, slo=slo), now, "SLOBreached", True, "DeadlinePassed",
                 f"not recovered within {loaded.runbook.recovery.slo / 60:g}m"))
-            await self.escalate(loaded, "slo", f"recovery SLO of "
-                                f"{loaded.runbook.recovery.slo / 60:g}m breached")
+            if self.status.open:
+                await self.escalate(loaded, "slo", f"recovery SLO of "
+                                    f"{loaded.runbook.recovery.slo / 60:g}m breached")
         for rule in recovery.due_rules(self.status, loaded.runbook, now):
             await self.escalate(loaded, recovery.rule_key(rule),
                                 f"{rule.when} after {recovery.rule_key(rule)}", rule.page)
