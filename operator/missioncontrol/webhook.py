@@ -130,7 +130,13 @@ async def _trust_once(kube: Kube, options: WebhookOptions, bundle: bytes, *, now
         return
     if _same(current, body):
         return
-    body["metadata"]["resourceVersion"] = current["metadata"]["resourceVersion"]
+    # The object's identity is its installer's (Helm's managed-by label and release
+    # annotations, an Argo CD tracking id): only the webhooks are ours to replace, or the
+    # next `helm upgrade` would refuse an object it no longer recognises as its own.
+    kept = current["metadata"]
+    body["metadata"] = {"name": options.config_name, "resourceVersion": kept["resourceVersion"],
+                        **{key: kept[key] for key in ("labels", "annotations", "ownerReferences")
+                           if kept.get(key)}}
     await kube.call(api.replace_validating_webhook_configuration, options.config_name, body,
                     _request_timeout=10)
 

@@ -122,3 +122,20 @@ def test_a_replica_starting_past_the_renewal_point_stages_a_renewal(env, namespa
         assert set(tls.split_bundle(material.bundle)) <= trusted and len(trusted) == 2
     finally:
         replica.serving.close()
+
+
+def test_trusting_a_new_ca_keeps_the_installers_labels_and_annotations(env, namespace, options):
+    """Helm installs the configuration (managed-by Helm, release annotations): the operator
+    replaces its webhooks' CA bundle and leaves the object's identity as Helm made it."""
+    kube = Kube(env.api)
+    helm = {"app.kubernetes.io/managed-by": "Helm", "app.kubernetes.io/instance": "mc"}
+    release = {"meta.helm.sh/release-name": "mc", "meta.helm.sh/release-namespace": "ops"}
+    installed = webhook.configuration(options, make(webhook.hosts(options), 3600)[0])
+    installed["metadata"].update(labels=helm, annotations=release)
+    kube.admission.create_validating_webhook_configuration(installed)
+    new_ca = make(webhook.hosts(options), 3600)[0]
+    asyncio.run(webhook.trust(kube, options, new_ca, now=time.time(), keep_others=False))
+    config = kube.admission.read_validating_webhook_configuration(options.config_name)
+    assert {base64.b64decode(h.client_config.ca_bundle) for h in config.webhooks} == {new_ca}
+    assert config.metadata.labels == helm
+    assert config.metadata.annotations == release
