@@ -37,7 +37,8 @@ def _run(args: argparse.Namespace) -> int:
                               password_file=args.prometheus_password_file)
 
     protected = (default_protected(own_namespace()) if args.protected_namespaces is None
-                 else tuple(n.strip() for n in args.protected_namespaces.split(",")))
+                 else tuple(n for n in (p.strip() for p in args.protected_namespaces.split(","))
+                            if n))   # "--protected-namespaces=" protects none
     options = Options(
         protected_namespaces=protected,
         reference_namespaces=tuple(args.allow_reference_namespace),

@@ -78,6 +78,15 @@ def test_the_protected_list_is_the_flag_when_given(monkeypatch) -> None:
     assert seen["options"].protected_namespaces == ("kube-system", "infra")
     assert seen["options"].cluster_policy_namespaces == ("platform",)
     assert seen["options"].reference_namespaces == ("staging",)
+    # Empty: protects none (not the namespace named "").
+    args = cli.parser().parse_args(["run", "--webhook-port", "0", "--protected-namespaces=",
+                                    "--cluster-policy-namespace", "platform"])
+    args.func(args)
+    assert seen["options"].protected_namespaces == ()
+    args = cli.parser().parse_args(["run", "--webhook-port", "0", "--protected-namespaces",
+                                    " infra, ,ops,"])
+    args.func(args)
+    assert seen["options"].protected_namespaces == ("infra", "ops")
 
 
 def test_a_policy_in_its_own_namespace_reaches_nothing_else() -> None:
