@@ -255,25 +255,6 @@ async def standby(memo: Any, stopped: Any, kind: str, body: Mapping[str, Any], *
             "apiVersion": body.get("apiVersion"), "kind": body.get("kind")}
 
 
-async def closed_or_leading(memo: Any, body: Mapping[str, Any], *,
-                            done: Callable[[dict], bool], every: float = 2.0) -> dict | None:
-    """For a one-off handler (not a daemon) that both replicas' kopf run: the object to act on
-    once this replica leads, or None as soon as a live read shows the leader has done it (or
-    the object is gone). Waiting, not failing: kopf would log each retry as an ERROR."""
-    metadata = body["metadata"]
-    current: dict | None = {key: body.get(key) for key in ("metadata", "spec", "status")}
-    while not memo.leadership.leading:
-        await asyncio.sleep(every)
-        try:
-            current = await memo.kube.get(str(body.get("kind")), metadata["namespace"],
-                                          metadata["name"])
-        except Exception:  # noqa: BLE001 - read again next time; we are not acting meanwhile
-            continue
-        if current is None or done(current):
-            return None
-    return current
-
-
 def _micro(moment: datetime.datetime) -> str:
     """A Lease's MicroTime."""
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")

@@ -107,24 +107,6 @@ BODY = {"kind": "Incident", "metadata": {"namespace": "shop", "name": "inc-1"},
         "spec": {"close": True}, "status": {"phase": "Resolved"}}
 
 
-def closed(incident: dict) -> bool:
-    return incident["status"]["phase"] == "Closed"
-
-
-def test_a_standby_leaves_a_close_to_the_leader_and_a_leader_acts() -> None:
-    from missioncontrol.leadership import closed_or_leading
-
-    clock = Clock()
-    standby = leadership(clock)
-    memo = Memo(standby, [{**BODY, "status": {"phase": "Resolved"}},
-                          {**BODY, "status": {"phase": "Closed"}}])
-    assert asyncio.run(closed_or_leading(memo, BODY, done=closed, every=0.01)) is None
-    assert memo.reads == []
-    standby._renewed = clock.now   # now it leads: it acts on the object as it is
-    assert asyncio.run(closed_or_leading(memo, BODY, done=closed, every=0.01)) == {
-        key: BODY[key] for key in ("metadata", "spec", "status")}
-
-
 def test_a_new_leader_reads_its_object_through_an_outage() -> None:
     """A lease lost to an API outage is taken back as the server returns, when a call may still
     be refused: the daemon's first read waits at the client's pace instead of failing the
