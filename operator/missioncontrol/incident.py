@@ -243,8 +243,8 @@ def note(status: IncidentStatus, now: float, kind: str, message: str) -> Inciden
 
 def set_condition(status: IncidentStatus, now: float, kind: str, value: bool, reason: str,
                   message: str = "") -> IncidentStatus:
-    return replace(status, conditions=conds.put(status.conditions, now=now, kind=kind,
-                                                value=value, reason=reason, message=message))
+    return replace(status, conditions=conds.put(
+        status.conditions, conds.Condition.said(kind, value, reason, message), now=now))
 
 
 def opened(*, now: float, mode: str, slo: float, evidence: tuple[Evidence, ...],

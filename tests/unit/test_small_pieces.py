@@ -125,49 +125,47 @@ def test_roles_named_in_paging_order_once_each() -> None:
 
 # -- conditions -------------------------------------------------------------------------------
 def test_put_adds_a_condition() -> None:
-    out = conditions.put((), now=T0, kind="Ready", value=True,
-                         reason="Valid", message="all good", generation=2)
+    out = conditions.put((), Condition.said("Ready", True, "Valid", "all good", generation=2),
+                         now=T0)
     assert out == (Condition("Ready", "True", "Valid", "all good", T0, 2),)
 
 
 def test_put_the_same_is_no_change() -> None:
-    current = conditions.put((), now=T0, kind="Ready", value=True,
-                             reason="Valid", message="all good")
-    assert conditions.put(current, now=T0 + 60, kind="Ready", value=True,
-                          reason="Valid", message="all good") is current
+    current = conditions.put((), Condition.said("Ready", True, "Valid", "all good"), now=T0)
+    assert conditions.put(current, Condition.said("Ready", True, "Valid", "all good"),
+                          now=T0 + 60) is current
 
 
 def test_transition_time_moves_only_with_the_status() -> None:
-    current = conditions.put((), now=T0, kind="Ready", value=True,
-                             reason="Valid", message="all good")
-    reworded = conditions.put(current, now=T0 + 60, kind="Ready", value=True,
-                              reason="StillValid", message="fine")
+    current = conditions.put((), Condition.said("Ready", True, "Valid", "all good"), now=T0)
+    reworded = conditions.put(current, Condition.said("Ready", True, "StillValid", "fine"),
+                              now=T0 + 60)
     assert reworded == (Condition("Ready", "True", "StillValid", "fine", T0),)
-    flipped = conditions.put(reworded, now=T0 + 120, kind="Ready", value=False,
-                             reason="Invalid", message="broken")
+    flipped = conditions.put(reworded, Condition.said("Ready", False, "Invalid", "broken"),
+                             now=T0 + 120)
     assert flipped == (Condition("Ready", "False", "Invalid", "broken", T0 + 120),)
 
 
 def test_put_keeps_the_order_of_the_others() -> None:
-    current = conditions.put((), now=T0, kind="A", value=True, reason="r")
-    current = conditions.put(current, now=T0, kind="B", value=True, reason="r")
-    current = conditions.put(current, now=T0 + 1, kind="A", value=False, reason="r")
+    current = conditions.put((), Condition.said("A", True, "r"), now=T0)
+    current = conditions.put(current, Condition.said("B", True, "r"), now=T0)
+    current = conditions.put(current, Condition.said("A", False, "r"), now=T0 + 1)
     assert [(c.type, c.status) for c in current] == [("A", "False"), ("B", "True")]
     assert conditions.get(current, "B").status == "True"
     assert conditions.get(current, "C") is None
 
 
 def test_put_caps_the_message() -> None:
-    (condition,) = conditions.put((), now=T0, kind="Ready", value=False,
-                                  reason="Invalid", message="x" * 5000)
+    (condition,) = conditions.put((), Condition.said("Ready", False, "Invalid", "x" * 5000),
+                                  now=T0)
     assert len(condition.message) == 1000
 
 
 def test_a_new_generation_is_a_change() -> None:
-    current = conditions.put((), now=T0, kind="Ready", value=True,
-                             reason="Valid", message="", generation=1)
-    (updated,) = conditions.put(current, now=T0 + 5, kind="Ready", value=True,
-                                reason="Valid", message="", generation=2)
+    current = conditions.put((), Condition.said("Ready", True, "Valid", "", generation=1),
+                             now=T0)
+    (updated,) = conditions.put(current, Condition.said("Ready", True, "Valid", "", generation=2),
+                                now=T0 + 5)
     assert (updated.observed_generation, updated.last_transition_time) == (2, T0)
 
 

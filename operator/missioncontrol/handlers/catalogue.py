@@ -30,8 +30,8 @@ async def _ready(kube: Kube, body: dict, ok: bool, reason: str, message: str,
     meta = body["metadata"]
     before = tuple(from_dict(conditions.Condition, c)
                    for c in (body.get("status") or {}).get("conditions") or [])
-    after = conditions.put(before, now=now, kind="Ready", value=ok, reason=reason, message=message,
-                           generation=meta.get("generation"))
+    after = conditions.put(before, conditions.Condition.said(
+        "Ready", ok, reason, message, generation=meta.get("generation")), now=now)
     if after == before:
         return
     try:

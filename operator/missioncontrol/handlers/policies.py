@@ -68,9 +68,9 @@ def _status_patch(body: kopf.Body, status: dict, result: guard.TickResult,
                   now: float) -> dict:
     """The pass's status, its Ready condition and Events (posted by kopf when it can)."""
     before = tuple(from_dict(conditions.Condition, c) for c in status.get("conditions") or [])
-    after = conditions.put(before, now=now, kind="Ready", value=result.ready.ok,
-                           reason=result.ready.reason, message=result.ready.message,
-                           generation=body.metadata.get("generation"))
+    after = conditions.put(before, conditions.Condition.said(
+        "Ready", result.ready.ok, result.ready.reason, result.ready.message,
+        generation=body.metadata.get("generation")), now=now)
     patch = {**result.status, "conditions": [to_dict(c) for c in after],
              "observedGeneration": body.metadata.get("generation")}
     if after != before:
