@@ -44,6 +44,9 @@ WARNINGS = ("Failed", "Escalated", "SLOBreached", inc.AUTOMATION_STOPPED, "Deliv
 
 
 AUTOMATION_STOPPED_PAGE = "automation-stopped"   # Page.about of the page that says so
+# Rounds come every tick; a healthy stretch not watched for longer than this (an outage, a
+# restart) does not count towards stableFor.
+UNWATCHED_GAP = 30.0
 
 
 class Run:
@@ -59,6 +62,7 @@ class Run:
         self.tasks: dict[str, asyncio.Task] = {}
         self.paging: set[tuple] = set()   # deliveries under way (see paging.page_roles)
         self.missed = Missed()   # tries an API server outage made fail, told on an Event
+        self.seen_at: float | None = None   # when this Run last judged the target's health
 
     # -- status ------------------------------------------------------------------------------
     @property
@@ -502,6 +506,9 @@ class Run:
     async def track(self, loaded: Loaded) -> None:
         now = self.e.clock()
         health = await self.health(loaded)
+        last_seen, self.seen_at = self.seen_at, now
+        gap = max(UNWATCHED_GAP, 5 * self.e.tick)
+        await self.apply(lambda s: recovery.watched(s, now, last_seen=last_seen, gap=gap))
         # Resolving and lifting the freeze land in one status write: nobody ever sees a
         # resolved incident still holding a freeze.
         ahead = recovery.progress(self.status, loaded.runbook, health, now)

@@ -58,6 +58,23 @@ def progress(status: inc.IncidentStatus, runbook: Runbook, health: Health,
     return status
 
 
+def watched(status: inc.IncidentStatus, now: float, *, last_seen: float | None,
+            gap: float) -> inc.IncidentStatus:
+    """Stable means watched throughout: a healthy stretch with a hole in it longer than `gap`
+    (an API server outage, a restart or a failover: `last_seen` None, nobody here saw it)
+    counts again from now. No data is never health."""
+    since = status.healthy_since
+    if not status.open or since is None:
+        return status
+    seen = last_seen if last_seen is not None else since
+    if now - seen <= gap:
+        return status
+    status = replace(status, healthy_since=now)
+    return inc.note(status, now, "StableRestarted",
+                    f"healthy since {durations.format(now - since)} ago but not watched for "
+                    f"{durations.format(now - seen)}: counting stableFor again from now")
+
+
 def holds(rule: EscalationRule, status: inc.IncidentStatus) -> bool:
     if rule.when == "Always":
         return True

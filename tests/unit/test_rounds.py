@@ -83,6 +83,13 @@ class Shop:
         while running := [t for t in run.tasks.values() if not t.done()]:
             await asyncio.gather(*running)
 
+    async def watch(self, seconds: float, *, every: float = 10.0) -> None:
+        """Rounds every `every` seconds for `seconds`, as the daemon runs them."""
+        for _ in range(int(seconds // every)):
+            await self.round(after=every)
+        if seconds % every:
+            await self.round(after=seconds % every)
+
     def healthy(self, *, conditions: tuple[str, ...] = ("readiness",)) -> None:
         """The checkout fully rolled out, and its guard's last checks all passing."""
         self.kube.edit("Deployment", NS, "checkout", {"status": {
@@ -211,7 +218,7 @@ async def test_undo_runs_newest_step_first_and_leaves_a_hand_made_change_alone(r
     s.healthy()
     await s.round(after=5)
     assert s.status["phase"] == inc.MITIGATED
-    await s.round(after=61)
+    await s.watch(61)
     assert s.status["phase"] == inc.RESOLVED
     for _ in range(3):
         await s.round(after=1)
@@ -236,12 +243,13 @@ async def test_a_restart_in_the_middle_of_an_undo_neither_repeats_nor_skips_one(
     await s.round()
     s.healthy()
     await s.round(after=5)
+    await s.watch(50)
     # The round that resolves plans the undo and performs it; the operator stops (its task
     # is cancelled, as kopf does) while the first undo's scale is on the wire, after that
     # undo was recorded Running.
     with held(s.kube, lambda fn, args: fn == s.kube.apps.patch_namespaced_deployment_scale
               and args[2]["spec"]["replicas"] == 3) as reached:
-        s.clock.now += 61
+        s.clock.now += 11
         s.run.body = s.incident
         in_flight = asyncio.create_task(s.run.round())
         await asyncio.wait_for(reached.wait(), 5)
@@ -406,3 +414,44 @@ async def test_a_close_asked_while_a_round_is_in_flight_ends_closed(receiver):
     # setFlags is undone on resolution by default (revertOn [Resolved]): closed without
     # resolving, the flag stays as the step set it, for the people who took over.
     assert s.kube.obj("ConfigMap", NS, "flags")["data"] == {"safe-mode": "on"}
+
+
+# -- recovery ----------------------------------------------------------------------------------
+async def test_a_stretch_nobody_watched_does_not_count_as_stable(receiver):
+    s = shop(receiver, UNDOABLE[:1], objects=UNDO_OBJECTS,
+             recovery={"slo": "20m", "stableFor": "2m"})
+    await s.round()
+    s.healthy()
+    await s.round(after=1)
+    assert s.status["phase"] == inc.MITIGATED
+    await s.round(after=10)
+    # Then no round for five minutes (an API server outage): the target may have been
+    # anything meanwhile. The first round after it does not resolve the incident...
+    await s.round(after=300)
+    assert s.status["phase"] == inc.MITIGATED
+    restarted = [e["message"] for e in s.status["timeline"] if e["type"] == "StableRestarted"]
+    assert restarted == ["healthy since 5m10s ago but not watched for 5m: counting stableFor "
+                         "again from now"], restarted
+    # ... stableFor of watching from then on does.
+    for _ in range(11):
+        await s.round(after=10)
+    assert s.status["phase"] == inc.MITIGATED
+    await s.round(after=10)
+    assert s.status["phase"] == inc.RESOLVED
+
+
+async def test_a_restart_counts_stable_again_unless_it_had_just_begun(receiver):
+    s = shop(receiver, UNDOABLE[:1], objects=UNDO_OBJECTS,
+             recovery={"slo": "20m", "stableFor": "2m"})
+    await s.round()
+    s.healthy()
+    await s.round(after=1)
+    s.start()                      # a new operator, 10 s into the healthy stretch: no hole
+    await s.round(after=10)
+    assert not any(e["type"] == "StableRestarted" for e in s.status["timeline"])
+    for _ in range(10):
+        await s.round(after=10)
+    s.start()                      # a failover 110 s in: nobody here watched the stretch
+    await s.round(after=10)
+    assert s.status["phase"] == inc.MITIGATED
+    assert [e["type"] for e in s.status["timeline"]].count("StableRestarted") == 1
