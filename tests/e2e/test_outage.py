@@ -213,7 +213,16 @@ def test_an_outage_while_mitigated(rb001, cluster, receiver, apiserver, measured
     measured.append(f"outage while Mitigated: Resolved {delay:.2f} s after the API server "
                     f"answered again")
     print(measured[-1])
-    assert delay is not None and delay < WITHIN
+    # Stable means watched: a hole in the engine's rounds longer than UNWATCHED_GAP (stopping
+    # and starting the API server takes a while on a loaded machine) starts the 8 s of
+    # stability again (tests/unit/test_rounds.py decides exactly when); either way the
+    # incident resolves within 8 s + WITHIN of the API server answering again.
+    restarted = entry(cluster, name, "StableRestarted")
+    if restarted is not None:
+        resolved = timeutil.parse(entry(cluster, name, "Resolved")["at"])
+        assert resolved - timeutil.parse(restarted["at"]) >= 8 - 1   # stamps in seconds
+        measured.append("outage while Mitigated: stableFor counted again after the hole")
+    assert delay is not None and delay < (8 + WITHIN if restarted else WITHIN)
     assert since_api_success(op) < WITHIN
     check_nothing_repeated_or_lost(op, cluster, receiver, name, outages=1)
     told = wait_for(lambda: events(cluster, "Incident", name, "APIUnavailable"), timeout=30,

@@ -39,7 +39,7 @@ def _needs_daemon(*, status: kopf.Status, spec: kopf.Spec | None = None, **_: ob
 async def drive_incident(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonStopped,
                          **_: object) -> None:
     # An outage that delayed the first read, or cost us the Lease, is still told, once.
-    missed = Missed()
+    missed, seen_at = Missed(), None
     while True:   # each turn: one tenure of this replica as leader
         fresh = await leadership.standby(
             memo, stopped, "Incident", body,
@@ -47,11 +47,13 @@ async def drive_incident(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonS
         if fresh is None:
             return
         run, tenure = Run(memo.engine, fresh), memo.leadership.tenure(stopped)
-        run.missed = missed
+        # What this replica saw carries over a lease lost and taken back (an outage): the
+        # hole in its watching is from its own last look, whoever led meanwhile.
+        run.missed, run.seen_at = missed, seen_at
         await run.drive(tenure, lambda run=run: {**_plain(body), "status": to_dict(run.status)})
         if not tenure.lost:
             return
-        missed = run.missed
+        missed, seen_at = run.missed, run.seen_at
 
 
 def _declared(body: kopf.Body, status: kopf.Status, **_: object) -> bool:
