@@ -51,7 +51,7 @@ unit: venv
 	$(PY) -m pytest tests/unit
 
 lint: venv
-	$(PY) -m ruff check operator tests bench hack
+	$(PY) -m ruff check operator tests bench hack examples
 
 cluster-up: deps
 	@$(PY) -m harness up

@@ -6,7 +6,7 @@ the operator's own role are left out.
 
 The result goes into status.slowQueries (the evidence), the step's message (the timeline, the
 stakeholder update, the postmortem). A database that cannot be read fails the step with the
-reason; the step only reads, so the runbook goes on."""
+reason, and the runbook goes on (its step has continueOnFailure)."""
 
 from __future__ import annotations
 
@@ -111,8 +111,12 @@ def _oneline(text: str) -> str:
 
 
 class SlowQueriesAction(Action):
+    """It only reads, but it is not `read_only` in the engine's sense (run beside the steps
+    after it): its sample must see the traffic before the next steps move it (seen: routing
+    the reads to the replica a second after the incident opened left the slow statement out of
+    a sample taken beside it). The catalogue's step has continueOnFailure, so an unreachable
+    database holds nothing back."""
     name = "identifySlowQueries"
-    read_only = True
 
     async def run(self, ctx: StepContext, step: Step) -> StepResult:
         return await identify_slow_queries(ctx, step)
