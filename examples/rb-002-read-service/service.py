@@ -117,8 +117,11 @@ class Pool:
             self.free.put_nowait(await self._connect())
 
     async def _connect(self) -> psycopg.AsyncConnection:
+        # No server-side prepared statements (as behind a transaction-mode pooler): each
+        # query is planned with the server's settings of the moment. (A cached generic plan
+        # outlives a configuration change: seen when the tests' regression did not show.)
         conn = await psycopg.AsyncConnection.connect(self.dsn, autocommit=True,
-                                                     connect_timeout=5)
+                                                     connect_timeout=5, prepare_threshold=None)
         await conn.execute(f"SET statement_timeout = {QUERY_TIMEOUT * 1000}")
         return conn
 

@@ -25,7 +25,9 @@ from missioncontrol import timeutil
 
 pytestmark = pytest.mark.cluster
 
-THRESHOLD = 0.25   # seconds: the catalogue's p95 SLO
+# Seconds: the policy's p95 threshold (the catalogue says 0.25). Healthy p95 was 13-17 ms and
+# regressed 370-560 ms here; 250 ms left too little margin on a loaded machine.
+THRESHOLD = 0.15
 SUSTAIN = 8        # seconds: the trigger's `for` here (10m in the catalogue)
 NON_CRITICAL = 'endpoint=~"history|popular"'
 
@@ -40,15 +42,17 @@ def p95(env, namespace: str, selector: str = "") -> float | None:
 
 
 def runbook(*, verify_within: str = "60s") -> dict:
-    """The catalogue's RB-002 with the windows in seconds: a 10 s rate, sustained 8 s."""
+    """The catalogue's RB-002 with the windows in seconds (a 10 s rate, sustained 8 s) and
+    the test's threshold."""
     body = catalogue("rb-002")
     condition = body["spec"]["trigger"]["anyOf"][0]
     condition["threshold"]["query"] = condition["threshold"]["query"].replace("[5m]", "[10s]")
-    condition["threshold"].update({"for": f"{SUSTAIN}s", "interval": "1s"})
+    condition["threshold"].update({"for": f"{SUSTAIN}s", "interval": "1s",
+                                   "above": THRESHOLD})
     for step in body["spec"]["firstResponse"]["steps"]:
         if step["action"] in ("routeReadsToReplica", "setFlags"):
             step["verifyWithin"] = verify_within
-    body["spec"]["automation"] = None
+    body["spec"].pop("automation", None)
     return body
 
 
@@ -99,18 +103,17 @@ def rb002(env, crds, cluster, receiver, operator_factory, postgres, tmp_path
     cluster.core.create_namespaced_config_map(ns, {"metadata": {"name": "feature-flags"},
                                                    "data": {"safe-mode-cache": "off"}})
     cluster.create(objects.deployment("orders"))
-    service = ReadService(env.kubeconfig, ns, "orders", postgres, tmp_path).start()
-    env.prometheus.add_target(f"read-service-{ns}", f"127.0.0.1:{service.port}")
-    service.load(rate=40, duration=600)
+    service = ReadService(env.kubeconfig, ns, "orders", postgres, tmp_path)
     try:
+        service.start()
+        env.prometheus.add_target(f"read-service-{ns}", f"127.0.0.1:{service.port}")
+        service.load(rate=40, duration=600)
         yield Rb002(env, cluster, postgres, service)
     finally:
         env.prometheus.remove_target(f"read-service-{ns}")
         service.stop()
         # The regressions are undone for the next test on this session's database.
-        postgres.execute("primary", "ALTER SYSTEM RESET enable_indexscan")
-        postgres.execute("primary", "ALTER SYSTEM RESET enable_bitmapscan")
-        postgres.execute("primary", "SELECT pg_reload_conf()")
+        reset_regression(postgres)
         postgres.execute("primary", "CREATE INDEX IF NOT EXISTS orders_customer_id_idx "
                          "ON orders (customer_id)", role="app")
 
@@ -118,6 +121,12 @@ def rb002(env, crds, cluster, receiver, operator_factory, postgres, tmp_path
 def primary_only_regression(postgres) -> None:
     postgres.execute("primary", "ALTER SYSTEM SET enable_indexscan = off")
     postgres.execute("primary", "ALTER SYSTEM SET enable_bitmapscan = off")
+    postgres.execute("primary", "SELECT pg_reload_conf()")
+
+
+def reset_regression(postgres) -> None:
+    postgres.execute("primary", "ALTER SYSTEM RESET enable_indexscan")
+    postgres.execute("primary", "ALTER SYSTEM RESET enable_bitmapscan")
     postgres.execute("primary", "SELECT pg_reload_conf()")
 
 
@@ -160,6 +169,8 @@ def test_a_primary_regression_is_found_routed_to_the_replica_cached_and_put_back
     measured.append(f"RB-002 slowQueries[0]: {found[0]}")
     measured.append(f"RB-002 slow-queries step: {steps['slow-queries']['message']}")
 
+    # The on-call engineer, shown the statement, takes the bad tuning change back.
+    reset_regression(rb002.postgres)
     done = cluster.wait_phase(name, "Resolved", timeout=120)["status"]
     phases = [e["type"] for e in done["timeline"]]
     assert phases.index("Mitigated") < phases.index("Resolved"), phases
@@ -170,6 +181,83 @@ def test_a_primary_regression_is_found_routed_to_the_replica_cached_and_put_back
     wait_for(lambda: rb002.service.contract() == {"non-critical-reads": "primary",
                                                   "safe-mode-cache": False},
              timeout=30, what="the service back on the primary, cache off")
+    # Back on the primary, without the cache: fast again, the regression taken back.
+    after = rb002.wait_p95(lambda v: v < THRESHOLD, "p95 under the SLO on the primary")
     measured.append(f"RB-002 non-critical p95: before {before * 1000:.0f} ms, during "
-                    f"{during * 1000:.0f} ms, after mitigation {after_mitigation * 1000:.0f} ms")
+                    f"{during * 1000:.0f} ms, mitigated (replica + cache) "
+                    f"{after_mitigation * 1000:.0f} ms, after (primary, fixed) "
+                    f"{after * 1000:.0f} ms")
     assert not done.get("escalations"), done.get("escalations")
+
+
+def steps_of(cluster: Cluster, name: str, *ids: str, timeout: float = 90) -> dict:
+    def done() -> dict | None:
+        steps = {s["id"]: s for s in cluster.get("Incident", name)["status"].get("steps") or []}
+        return steps if all(steps.get(i, {}).get("state") in (
+            "Succeeded", "Failed", "Skipped", "Planned") for i in ids) else None
+    return wait_for(done, timeout=timeout, what=f"steps {ids} of {name} done")
+
+
+def test_both_servers_slow_and_the_database_unreachable_escalate_to_the_platform_lead(
+        rb002, cluster, operator_factory, receiver, postgres, measured):
+    # The operator's Secret points at a server that is not there: the slow-query step fails
+    # with the reason, and the rest of the runbook runs.
+    from harness.procs import free_port
+    cluster.core.replace_namespaced_secret("orders-db", cluster.namespace, {
+        "metadata": {"name": "orders-db"},
+        "stringData": {"dsn": f"postgresql://missioncontrol:x@127.0.0.1:{free_port()}/orders"}})
+    cluster.create(runbook(verify_within="15s"))
+    cluster.create(policy(not_mitigated_after="30s"))
+    operator_factory()
+    rb002.wait_p95(lambda v: v < THRESHOLD, "a healthy p95 under load")
+    # DDL is replicated: the replica loses the index as well.
+    postgres.execute("primary", "DROP INDEX orders_customer_id_idx", role="app")
+    name = cluster.one_incident(timeout=120)["metadata"]["name"]
+    steps = steps_of(cluster, name, "slow-queries", "read-replicas", "safe-mode-cache")
+    failed = steps["slow-queries"]
+    assert failed["state"] == "Failed"
+    assert failed["message"].startswith("cannot read pg_stat_statements in the database of "
+                                        "Secret orders-db: OperationalError: connection "
+                                        "failed: "), failed["message"]
+    assert steps["read-replicas"]["state"] == steps["safe-mode-cache"]["state"] == "Succeeded"
+    wait_for(lambda: rb002.service.contract() == {"non-critical-reads": "replica",
+                                                  "safe-mode-cache": True},
+             timeout=60, what="the service on the replica with the cache on")
+    # Nothing helps: the platform lead is paged by the NotMitigated rule.
+    def escalated() -> set | None:
+        keys = {e["after"] for e in cluster.get("Incident", name)["status"].get(
+            "escalations") or []}
+        return keys if "30s" in keys else None
+    keys = wait_for(escalated, timeout=120, what="the NotMitigated escalation after 30s")
+    # The steps without effect said so too, after their verifyWithin.
+    assert {"verify:read-replicas", "verify:safe-mode-cache"} <= keys, keys
+    receiver.wait_for_requests("/platform-lead", 1, timeout=60)
+    status = cluster.get("Incident", name)["status"]
+    assert status["phase"] not in ("Mitigated", "Resolved") and status["escalated"]
+    still = rb002.p95()
+    assert still is not None and still > THRESHOLD
+    measured.append(f"RB-002 both servers slow: non-critical p95 {still * 1000:.0f} ms on the "
+                    f"replica with the cache on; escalations {sorted(keys)}")
+
+
+def test_dry_run_plans_it_all_and_changes_nothing(rb002, cluster, operator_factory):
+    cluster.create(runbook())
+    cluster.create(policy(mode="dryRun"))
+    operator_factory()
+    rb002.wait_p95(lambda v: v < THRESHOLD, "a healthy p95 under load")
+    primary_only_regression(rb002.postgres)
+    rb002.wait_p95(lambda v: v > THRESHOLD, "the regression seen by Prometheus")
+    try:
+        name = cluster.one_incident(timeout=120)["metadata"]["name"]
+    except Exception:
+        print(cluster.get("IncidentPolicy", "orders-latency").get("status"))
+        raise
+    steps = steps_of(cluster, name, "slow-queries", "read-replicas", "safe-mode-cache")
+    assert steps["read-replicas"]["state"] == steps["safe-mode-cache"]["state"] == "Planned"
+    assert steps["read-replicas"]["changes"][0]["to"] == "replica"
+    assert steps["safe-mode-cache"]["changes"][0]["to"] == "on"
+    # Reading changes nothing: the evidence is gathered in dry-run mode as well.
+    assert steps["slow-queries"]["state"] == "Succeeded", steps["slow-queries"]
+    assert rb002.config("db-routing") == {"non-critical-reads": "primary"}
+    assert rb002.config("feature-flags") == {"safe-mode-cache": "off"}
+    assert rb002.service.contract() == {"non-critical-reads": "primary", "safe-mode-cache": False}

@@ -95,8 +95,12 @@ class Postgres:
         if reason:
             raise HarnessError(reason)
         account = pwd.getpwnam(USER)
-        # Its own folder under /tmp, owned by postgres: the test's folders are root's (0700).
-        self.workdir = Path(tempfile.mkdtemp(prefix="mission-control-pg-"))
+        # Its own folder, owned by postgres, in a temporary folder that user can reach (the
+        # demo's and the tests' own folders are root's, 0700).
+        parent = tempfile.gettempdir()
+        if not os.stat(parent).st_mode & 0o001:
+            parent = "/tmp"
+        self.workdir = Path(tempfile.mkdtemp(prefix="mission-control-pg-", dir=parent))
         os.chown(self.workdir, account.pw_uid, account.pw_gid)
         self.passwords = {role: secrets.token_hex(12)
                           for role in ("postgres", "app", "missioncontrol", "replicator")}

@@ -45,8 +45,12 @@ class ReadService:
             "--kubeconfig", str(self.kubeconfig)], self.logdir / "read-service.log",
             env=env).start()
         self.procs.append(proc)
-        wait_for(lambda: _get(f"{self.url}/contract"), timeout=30,
-                 what="the read service to answer", alive=proc.check_alive)
+        try:
+            wait_for(lambda: _get(f"{self.url}/contract"), timeout=90,
+                     what="the read service to answer", alive=proc.check_alive)
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def contract(self) -> dict:
