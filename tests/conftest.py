@@ -21,6 +21,7 @@ from harness import kubectl
 from harness.cluster import LocalCluster
 from harness.controlplane import ControlPlane
 from harness.exporter import Exporter
+from harness.postgres import Postgres
 from harness.procs import wait_for
 from harness.prometheus import Prometheus
 
@@ -69,6 +70,17 @@ def env() -> Iterator[Env]:
                   cluster.control_plane)
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A PostgreSQL primary and its streaming replica for the session, started the first time
+    a test asks for them (harness/postgres.py), stopped with nothing left at the end."""
+    servers = Postgres().start()
+    try:
+        yield servers
+    finally:
+        servers.stop()
 
 
 @pytest.fixture

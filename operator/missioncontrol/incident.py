@@ -98,6 +98,26 @@ class BlastRadius:
 
 
 @dataclass(frozen=True)
+class SlowStatement:
+    """One statement of pg_stat_statements, as it ran between the baseline and the reading."""
+    queryid: str                 # pg_stat_statements' queryid (a 64-bit integer, as text)
+    query: str                   # its normalized text ($1 for constants), cut to 1000
+    calls: int = 0
+    mean_ms: float = 0.0
+    total_ms: float = 0.0
+    rows: int = 0
+
+
+@dataclass(frozen=True)
+class SlowQueries:
+    """What identifySlowQueries found: the top statements by time spent since its baseline."""
+    database: str = ""           # the Secret that names the database
+    baseline_at: float | None = stamp()
+    checked_at: float | None = stamp()
+    statements: tuple[SlowStatement, ...] = ()
+
+
+@dataclass(frozen=True)
 class Page:
     role: str
     contact: str
@@ -217,6 +237,7 @@ class IncidentStatus:
     timeline: tuple[TimelineEntry, ...] = ()
     observed_generation: int | None = None
     ownership: OwnershipRef | None = None
+    slow_queries: SlowQueries | None = None
 
     # -- reading ----------------------------------------------------------------------------
     @property

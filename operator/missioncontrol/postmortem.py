@@ -30,6 +30,7 @@ def render_postmortem(incident: dict) -> str:
         [pm.title()],
         ["## Summary", "", *pm.summary()],
         ["## Impact and blast radius", "", *pm.blast_radius()],
+        ["## Slow queries", "", *pm.slow_queries()],
         ["## Timeline", "", *pm.timeline()],
         ["## What the runbook did", "", *pm.steps()],
         ["## Deploy freeze", "", *pm.freeze()],
@@ -275,6 +276,22 @@ class _Postmortem:
         else:
             lines += ["", "No dashboards were queried."]
         return lines
+
+    def slow_queries(self) -> list[str]:
+        q = self.s.slow_queries
+        if q is None:
+            return ["No slow-query analysis (identifySlowQueries) ran" +
+                    (" yet." if self.s.open else " for this incident.")]
+        lines = [f"The statements of pg_stat_statements (database of Secret {code(q.database)}) "
+                 f"that took the most time from {self.at(q.baseline_at)} to "
+                 f"{self.at(q.checked_at)}, the most first:", ""]
+        if not q.statements:
+            return [*lines[:-1], "", "None ran in that time."]
+        return lines + _table(["#", "queryid", "Calls", "Mean (ms)", "Total (ms)", "Rows",
+                               "Statement"],
+                              [[n, code(st.queryid), st.calls, f"{st.mean_ms:.1f}",
+                                f"{st.total_ms:.0f}", st.rows, code(oneline(st.query))]
+                               for n, st in enumerate(q.statements, 1)])
 
     # -- timeline -------------------------------------------------------------------------------
     def timeline(self) -> list[str]:

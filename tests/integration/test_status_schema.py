@@ -141,6 +141,10 @@ def maximal_incident_status() -> inc.IncidentStatus:
                                                  "Failed", "Escalated", "Resolved"))),
         observed_generation=3,
         ownership=inc.OwnershipRef("shop", "checkout"),
+        slow_queries=inc.SlowQueries("orders-db", at(5.0), at(15.0), (
+            inc.SlowStatement("-7212376428115912345", "SELECT * FROM orders WHERE id = $1",
+                              40, 150.25, 6010.0, 800),
+            inc.SlowStatement("42", "SELECT 1", 1, 0.5, 0.5, 1))),
     )
 
 

@@ -135,6 +135,9 @@ def maximal_status() -> inc.IncidentStatus:
         )),
         observed_generation=3,
         ownership=inc.OwnershipRef("shop", "checkout"),
+        slow_queries=inc.SlowQueries("orders-db", T0 + 5, T0 + 15, (
+            inc.SlowStatement("42", "SELECT * FROM orders WHERE id = $1", 40, 150.0, 6000.0,
+                              800),)),
     )
 
 
@@ -180,7 +183,8 @@ def says(text: str, *phrases: str) -> None:
     assert not missing, f"missing {missing} in:\n{text}"
 
 
-HEADINGS = ["Summary", "Impact and blast radius", "Timeline", "What the runbook did",
+HEADINGS = ["Summary", "Impact and blast radius", "Slow queries", "Timeline",
+            "What the runbook did",
             "Deploy freeze", "Rollback", "People", "Recovery SLO", "Action items",
             "Conditions"]
 
