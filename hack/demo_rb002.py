@@ -12,7 +12,7 @@ After the local cluster, the catalogue and the operator of `make demo` (hack/dem
      not replicated) and follows the incident: the slow-query evidence, reads moved to the
      replica, the safe-mode cache on, p95 back under the SLO, Mitigated;
   4. takes the tuning change back (what the on-call engineer does, shown the statement), and
-     follows resolution and the routing and flags put back;
+     follows resolution; the routing and cache stay until the incident is closed, then go back;
   5. prints the status board and the incident's timeline.
 
 Everything it starts is stopped on exit.
@@ -23,6 +23,7 @@ Everything it starts is stopped on exit.
 from __future__ import annotations
 
 import copy
+import json
 import sys
 import time
 from pathlib import Path
@@ -173,6 +174,13 @@ class Rb002Demo(base.Demo):
         self.wait(lambda: (self.incident(name).get("status") or {}).get("phase") == "Resolved",
                   "the incident to resolve")
         say(f"incident {name}: Resolved", base.GREEN)
+        say(f"routing and cache stay until the incident is closed (revertOn: [Closed]): "
+            f"{self.service.contract()}", base.GREEN)
+        stage("People close the incident with an action item; the routing and cache go back")
+        self.kubectl("patch", "incident", name, "-n", NAMESPACE, "--type=merge", "-p",
+                     json.dumps({"spec": {"close": True, "actionItems": [
+                         {"title": "keep index scans on in the primary's tuning",
+                          "assignee": "dba"}]}}), show=True)
         self.wait(lambda: self.service.contract() == {"non-critical-reads": "primary",
                                                       "safe-mode-cache": False},
                   "routing and the cache put back")

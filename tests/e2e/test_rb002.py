@@ -174,7 +174,13 @@ def test_a_primary_regression_is_found_routed_to_the_replica_cached_and_put_back
     done = cluster.wait_phase(name, "Resolved", timeout=120)["status"]
     phases = [e["type"] for e in done["timeline"]]
     assert phases.index("Mitigated") < phases.index("Resolved"), phases
-    # Put back in reverse order once resolved; the service follows.
+    # Resolved on the mitigated signal: the routing and the cache stay (revertOn: [Closed])
+    # until people close it, the cause fixed; then they are put back in reverse order.
+    assert rb002.config("db-routing") == {"non-critical-reads": "replica"}
+    assert rb002.config("feature-flags") == {"safe-mode-cache": "on"}
+    cluster.patch("Incident", name, {"spec": {"close": True, "actionItems": [
+        {"title": "keep enable_indexscan on in the primary's tuning", "assignee": "dba"}]}})
+    cluster.wait_phase(name, "Closed", timeout=60)
     wait_for(lambda: rb002.config("db-routing") == {"non-critical-reads": "primary"}
              and rb002.config("feature-flags") == {"safe-mode-cache": "off"},
              timeout=60, what="routing and flags put back")
