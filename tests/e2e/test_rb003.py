@@ -23,7 +23,8 @@ pytestmark = pytest.mark.cluster
 
 TARGET, POLICY, CONTRACT = "webhooks", "webhooks-guard", "webhook-ingress"
 NON_CRITICAL = {"missioncontrol.dev/consumer-tier": "non-critical"}
-CONTRACT_BEFORE = {"idempotency-checks": "off", "retry-rate-limit": ""}
+CONTRACT_BEFORE = {"idempotency-checks": "off", "retry-rate-limit": "", "retry-backoff": "1s",
+                   "dead-letter": "off"}
 
 
 def rb003(staging: str, *, mode: str = "enforce") -> tuple[dict, dict]:
@@ -41,6 +42,9 @@ def rb003(staging: str, *, mode: str = "enforce") -> tuple[dict, dict]:
     conditions[1]["risesSharply"]["query"] = conditions[1]["risesSharply"]["query"].replace(
         "[5m]", "[20s]")
     conditions[1]["risesSharply"]["minIncrease"] = 20
+    runbook["spec"]["recovery"]["stable"].update(window="5s", below=0)
+    runbook["spec"]["automation"]["adaptiveBackoff"].update(initial="1s", max="8s",
+                                                             interval="1s")
     policy = {
         "apiVersion": "missioncontrol.dev/v1alpha1", "kind": "IncidentPolicy",
         "metadata": {"name": POLICY},
@@ -86,7 +90,7 @@ def webhooks(env, cluster, redis_server, tmp_path, crds, receiver, operator_fact
     consumer = WebhookConsumer(redis_server.port, env.kubeconfig, cluster.namespace, TARGET,
                                tmp_path / "consumer.log", env.prometheus).start()
     cluster.create(policy)
-    operator_factory("--allow-reference-namespace", staging)
+    operator_factory("--allow-reference-namespace", staging, "--namespace", staging)
     yield Rb003(cluster, consumer, staging)
     consumer.stop()
     cluster.core.delete_namespace(staging)
@@ -107,3 +111,51 @@ def test_a_healthy_burst_opens_nothing_and_a_storm_opens_rb003(webhooks, cluster
     consumer.send(count=400, rate=400, duplicates=0.5, malformed=0.05, prefix="storm")
     incident = cluster.one_incident(timeout=90)
     assert incident["spec"]["runbook"]["id"] == "RB-003"
+
+
+def test_storm_remediated_drained_resolved_and_put_back_with_nothing_lost(webhooks, cluster,
+                                                                          env, measured):
+    consumer = webhooks.consumer
+    webhooks.guarding()
+    # Automation runs while the policy guards: dead-letter routing on before any storm.
+    wait_for(lambda: webhooks.contract().get("dead-letter") == "on", timeout=30,
+             what="dead-letter routing published")
+    consumer.downstream.control(mode="fail")
+    samples: list[tuple[float, str, int]] = []
+    started = time.monotonic()
+
+    def sample() -> None:
+        samples.append((round(time.monotonic() - started, 1),
+                        webhooks.contract().get("retry-backoff"), consumer.retry_depth()))
+
+    sent = consumer.send(count=300, rate=300, duplicates=0.5, malformed=0.05, prefix="storm")
+    name = cluster.one_incident(timeout=90)["metadata"]["name"]
+    sample()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        sample()
+        steps = {s["id"]: s for s in cluster.get("Incident", name)["status"].get("steps") or []}
+        if all(steps.get(i, {}).get("state") == "Succeeded"
+               for i in ("rate-limit", "idempotency", "pause-consumers", "replay")):
+            break
+        time.sleep(0.5)
+    contract = webhooks.contract()
+    assert contract["retry-rate-limit"] == "50" and contract["idempotency-checks"] == "on", \
+        cluster.describe(name)
+    assert cluster.deployment("analytics").spec.replicas == 0
+    # More re-sending while idempotency is on: those duplicates are not processed again.
+    resent = consumer.send(count=300, rate=300, duplicates=1.0, prefix="storm", seed=2)
+    for _ in range(10):
+        sample()
+        time.sleep(0.5)
+    consumer.downstream.control(mode="ok")
+    cluster.wait_phase(name, "Resolved", timeout=180)
+    drained = wait_for(lambda: consumer.retry_depth() == 0 and consumer.inbound_depth() == 0,
+                       timeout=60, what="the queue drained")
+    assert drained
+    for _ in range(6):
+        sample()
+        time.sleep(0.5)
+    measured.append(f"rb003 samples (s, backoff, retry depth): {samples}")
+    measured.append(f"sent {len(sent.valid)} valid, {sent.duplicates + resent.duplicates} dup")
+    print(samples)
