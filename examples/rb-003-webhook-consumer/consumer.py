@@ -94,13 +94,30 @@ class ContractWatch:
         threading.Thread(target=self._run, daemon=True, name="contract-watch").start()
         return self
 
-    def _run(self) -> None:
-        from kubernetes import client, config, watch
+    def api(self):
+        from kubernetes import client, config
         if self.kubeconfig:
             config.load_kube_config(self.kubeconfig)
         else:
             config.load_incluster_config()
-        core = client.CoreV1Api()
+        return client.CoreV1Api()
+
+    def write_sample(self, events: list[str]) -> None:
+        """The sample ConfigMap (<contract>-sample, key events: one event a line) the
+        operator's replay step takes real events from."""
+        from kubernetes.client import ApiException
+        core, name = self.api(), f"{self.name}-sample"
+        body = {"metadata": {"name": name}, "data": {"events": "\n".join(events)}}
+        try:
+            core.patch_namespaced_config_map(name, self.namespace, body, _request_timeout=10)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+            core.create_namespaced_config_map(self.namespace, body, _request_timeout=10)
+
+    def _run(self) -> None:
+        from kubernetes import watch
+        core = self.api()
         while not self.stopping.is_set():
             try:
                 for event in watch.Watch().stream(
@@ -244,6 +261,28 @@ class Consumer:
         await self.redis.zadd(RETRY, {item: time.time() + self.contract.current.retry_backoff})
         RETRIES.labels(**self.labels).inc()
 
+    async def sample(self, every: float = 2.0, size: int = 100) -> None:
+        """Keep a sample of real events waiting for a retry or dead-lettered in the sample
+        ConfigMap, newest first, rewritten only when it changes."""
+        written: list[str] | None = None
+        while True:
+            await asyncio.sleep(every)
+            try:
+                retries = await self.redis.zrevrange(RETRY, 0, size - 1)
+                dead = await self.redis.xrevrange(self.contract.current.dead_letter_stream,
+                                                  count=size)
+            except (aioredis.ConnectionError, aioredis.TimeoutError):
+                continue
+            events = [json.loads(m)["raw"] for m in retries]
+            events += [fields[b"body"].decode() for _, fields in dead]
+            events = events[:size]
+            if events and events != written:
+                try:
+                    await asyncio.to_thread(self.contract.write_sample, events)
+                    written = events
+                except Exception as exc:  # noqa: BLE001 - the next round tries again
+                    log.warning("sample not written: %s", exc)
+
     async def gauges(self) -> None:
         while True:
             with contextlib.suppress(aioredis.ConnectionError, aioredis.TimeoutError):
@@ -270,6 +309,7 @@ async def serve(args: argparse.Namespace) -> None:
     await web.TCPSite(runner, "127.0.0.1", args.port).start()
     tasks = [asyncio.create_task(consumer.worker(f"w{i}")) for i in range(args.workers)]
     tasks.append(asyncio.create_task(consumer.gauges()))
+    tasks.append(asyncio.create_task(consumer.sample()))
     log.info("consuming on :%d, metrics on :%d", args.port, args.metrics_port)
     await asyncio.gather(*tasks)
 

@@ -281,6 +281,7 @@ class ReplaySample:
     image: str
     sample: int = 100
     command: tuple[str, ...] = ()
+    sample_from: tuple[str, str] | None = None   # (ConfigMap, key) of the target's namespace
 
 
 @dataclass(frozen=True)
@@ -326,8 +327,11 @@ def _parse_params(action: str, r: Reader) -> Any:
     if action == "pauseConsumers":
         return PauseConsumers(LabelSelector.parse(r.obj("selector")))
     if action == "replaySample":
+        source = r.obj("sampleFrom", required=False)
         return ReplaySample(r.str("namespace"), r.str("image"), r.int("sample", 100, minimum=1),
-                            r.strings("command"))
+                            r.strings("command"),
+                            (source.str("configMap"), source.str("key", "events"))
+                            if source else None)
     if action == "identifySlowQueries":
         return IdentifySlowQueries(SecretRef.parse(r.obj("databaseSecretRef")),
                                    r.int("top", 10, minimum=1))
