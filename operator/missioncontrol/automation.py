@@ -135,6 +135,8 @@ async def _one(run: _Pass, prior: dict | None, key: tuple[str, str],
     else:   # planned only: nothing was published, so nothing is owed back
         entry["published"], entry["previous"] = {}, {}
         entry["planned"] = {k: v for k, _, v in changes}
+        if prior.get("planned") == entry["planned"]:
+            return entry, []   # told already: not again every interval
     return entry, changes
 
 

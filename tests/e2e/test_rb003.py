@@ -85,11 +85,16 @@ class Rb003:
 
 
 @pytest.fixture
-def webhooks(env, cluster, redis_server, tmp_path, crds, receiver, operator_factory):
+def mode() -> str:
+    return "enforce"
+
+
+@pytest.fixture
+def webhooks(env, cluster, redis_server, tmp_path, crds, receiver, operator_factory, mode):
     staging = f"{cluster.namespace}-staging"
     cluster.core.create_namespace({"metadata": {"name": staging,
                                                 "labels": {"mission-control/test": "1"}}})
-    runbook, policy = rb003(staging)
+    runbook, policy = rb003(staging, mode=mode)
     cluster.create(runbook)
     cluster.create(secret("pager-routes", **{role: receiver.url(f"/{role}") for role in ROLES}))
     cluster.create(ownership(TARGET, {role: role for role in ROLES}))
@@ -273,3 +278,37 @@ def test_storm_remediated_drained_resolved_and_put_back_with_nothing_lost(
     wait_for(lambda: (webhooks.contract().get("dead-letter"),
                       webhooks.contract().get("retry-backoff")) == ("off", "1s"),
              timeout=60, what="the contract as it was before the policy")
+
+
+@pytest.mark.parametrize("mode", ["dryRun"])
+def test_dry_run_plans_it_all_and_changes_nothing(webhooks, cluster, env):
+    consumer = webhooks.consumer
+    webhooks.guarding()
+    consumer.downstream.control(mode="fail")
+    consumer.send(count=200, rate=300, duplicates=0.5, malformed=0.05, prefix="dry")
+    name = cluster.one_incident(timeout=90)["metadata"]["name"]
+
+    def planned() -> dict | None:
+        steps = {s["id"]: s for s in cluster.get("Incident", name)["status"].get("steps") or []}
+        return steps if all(steps.get(i, {}).get("state") == "Planned" for i in (
+            "rate-limit", "idempotency", "pause-consumers", "replay")) else None
+    try:
+        steps = wait_for(planned, timeout=60, what="every step planned")
+    except Exception:
+        raise AssertionError(cluster.describe(name)) from None
+    assert "would pause analytics (scaled to 0 from 3), indexer (KEDA ScaledObject" in steps[
+        "pause-consumers"]["message"]
+
+    def automation_planned() -> dict | None:
+        status = cluster.get("IncidentPolicy", POLICY).get("status") or {}
+        targets = (status.get("automation") or {}).get("targets") or []
+        return targets[0] if targets and targets[0].get("planned") else None
+    entry = wait_for(automation_planned, timeout=30, what="the automation planned")
+    assert entry["planned"]["dead-letter"] == "on" and entry["published"] == {}
+    time.sleep(3)
+    # Nothing changed: the contract, the consumers, the ScaledObject; no Job.
+    assert webhooks.contract() == CONTRACT_BEFORE
+    assert cluster.deployment("analytics").spec.replicas == 3
+    assert PAUSED not in webhooks.scaler_annotations()
+    assert client.BatchV1Api(env.api).list_namespaced_job(webhooks.staging).items == []
+    assert consumer.redis.xlen("webhooks-dead-letter") == 0
