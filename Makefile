@@ -61,8 +61,10 @@ cluster-down: venv
 
 # The demo starts a cluster of its own (temporary folder, free ports) and stops it at the end:
 # it neither needs nor touches one started with `make cluster-up`.
+# DEMO=rb-003: a webhook retry storm on a real Redis queue instead of RB-001's failed release.
+DEMO ?= rb-001
 demo: deps
-	@$(PY) hack/demo.py $(DEMO_ARGS)
+	@$(PY) hack/demo.py --demo $(DEMO) $(DEMO_ARGS)
 
 # RB-001's rollback latency over repeated broken releases (bench/README.md). Pass options
 # with BENCH_ARGS, e.g. make bench BENCH_ARGS="--iterations 30".
