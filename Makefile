@@ -61,10 +61,11 @@ cluster-down: venv
 
 # The demo starts a cluster of its own (temporary folder, free ports) and stops it at the end:
 # it neither needs nor touches one started with `make cluster-up`.
-# DEMO=rb-002: RB-002 on a real PostgreSQL primary and replica (hack/demo_rb002.py).
+# DEMO=rb-002: RB-002 on a real PostgreSQL primary and replica (hack/demo_rb002.py);
+# DEMO=rb-003: a webhook retry storm on a real Redis queue (hack/demo_rb003.py).
 DEMO ?= rb-001
 demo: deps
-	@$(PY) hack/$(if $(filter rb-002,$(DEMO)),demo_rb002.py,demo.py) $(DEMO_ARGS)
+	@$(PY) hack/$(if $(filter rb-002,$(DEMO)),demo_rb002.py,demo.py --demo $(DEMO)) $(DEMO_ARGS)
 
 # RB-001's rollback latency over repeated broken releases (bench/README.md). Pass options
 # with BENCH_ARGS, e.g. make bench BENCH_ARGS="--iterations 30".

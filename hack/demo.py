@@ -136,6 +136,8 @@ class Demo:
         self.operator: Proc | None = None
         self.api: client.ApiClient | None = None
         self.released_at = 0.0
+        self.policy = POLICY
+        self.operator_args: list[str] = []   # more `missionctl run` options (another act's)
 
     # -- plumbing -------------------------------------------------------------------------------
     def alive(self) -> None:
@@ -168,7 +170,7 @@ class Demo:
 
     def policy_target(self) -> dict:
         body = self.custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE,
-                                                        "incidentpolicies", POLICY)
+                                                        "incidentpolicies", self.policy)
         targets = (body.get("status") or {}).get("targets") or []
         return next((t for t in targets if t["name"] == APP), {})
 
@@ -241,7 +243,7 @@ class Demo:
                 "--namespace", NAMESPACE, "--instance", "demo",
                 "--prometheus-url", self.cluster.prometheus_url,
                 "--webhook-port", str(free_port()), "--liveness-port", str(liveness),
-                "--metrics-port", str(free_port()), "--tick", "0.5"]
+                "--metrics-port", str(free_port()), "--tick", "0.5", *self.operator_args]
         shown = ["missionctl", *argv[len(command):]]
         say("$ " + " ".join(shown), DIM)
         # The operator writes its webhook certificates under $TMPDIR: keep them in our folder.
@@ -260,14 +262,14 @@ class Demo:
 
         def policy_ready() -> str | None:
             body = self.custom.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE,
-                                                            "incidentpolicies", POLICY)
+                                                            "incidentpolicies", self.policy)
             for c in (body.get("status") or {}).get("conditions") or []:
                 if c["type"] == "Ready" and c["status"] == "True":
                     return c.get("message", "")
             return None
 
-        message = self.wait(policy_ready, f"IncidentPolicy {POLICY} to be Ready")
-        say(f"IncidentPolicy {POLICY}: {message}", GREEN)
+        message = self.wait(policy_ready, f"IncidentPolicy {self.policy} to be Ready")
+        say(f"IncidentPolicy {self.policy}: {message}", GREEN)
 
     def wait_healthy_release(self) -> None:
         stage(f"Waiting for release 1 of {APP} ({HEALTHY}) to be up and recorded healthy")
@@ -460,6 +462,9 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--deadline", type=float, default=240,
                         help="seconds for the whole demo, cluster start included (default 240)")
+    parser.add_argument("--demo", choices=("rb-001", "rb-003"), default="rb-001",
+                        help="which runbook's story (default rb-001; rb-003: a webhook retry "
+                             "storm on a real Redis queue, hack/demo_rb003.py)")
     parser.add_argument("--keep-logs", action="store_true",
                         help="on failure, copy the operator's and the cluster's logs to "
                              "./demo-logs before cleaning up")
@@ -477,7 +482,11 @@ def main() -> int:
     # cluster's certificates there) goes under root too, and goes with it.
     tempfile.tempdir = str(root)
     os.environ["TMPDIR"] = str(root)
-    demo = Demo(root, Deadline(args.deadline))
+    if args.demo == "rb-003":
+        from demo_rb003 import Rb003Demo
+        demo = Rb003Demo(root, Deadline(args.deadline))
+    else:
+        demo = Demo(root, Deadline(args.deadline))
     code = 0
     try:
         demo.run()
@@ -507,4 +516,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    # hack/demo_rb003.py builds on this module: it must get this copy, not a second one.
+    sys.modules.setdefault("demo", sys.modules["__main__"])
     sys.exit(main())

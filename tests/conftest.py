@@ -24,6 +24,7 @@ from harness.exporter import Exporter
 from harness.postgres import Postgres
 from harness.procs import wait_for
 from harness.prometheus import Prometheus
+from harness.redis import RedisServer
 
 
 @dataclass
@@ -144,3 +145,10 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # no
         terminalreporter.write_sep("-", "measured")
         for line in _SHOWN["measured"]:
             terminalreporter.write_line(line)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """One real Redis per session, started only when a test asks for it."""
+    with RedisServer() as server:
+        yield server

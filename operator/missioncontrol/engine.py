@@ -28,7 +28,16 @@ from .detect.release import TargetState
 from .guard import POLICY_NAMESPACE, find_ownership
 from .guard import Context as GuardContext
 from .kube import ApiException, Backoff, Missed, Unavailable
-from .model import Ownership, Policy, Recovery, Runbook, Step, Trigger, effective_runbook
+from .model import (
+    Ownership,
+    Policy,
+    Recovery,
+    Runbook,
+    Stable,
+    Step,
+    Trigger,
+    effective_runbook,
+)
 from .paging import Ask, Brief, Pager, page_roles
 from .parse import ModelError
 from .records import from_dict, to_dict
@@ -565,7 +574,21 @@ class Run:
         expected = all(action_of(step).holds(record=record, status=self.status, deployment=dep)
                        for step, record in self.records(loaded))
         failing, passing, unknown = self.condition_outcomes(loaded)
+        stable = loaded.runbook.recovery.stable
+        if stable is not None:   # e.g. RB-003's queue depth: one query, a series if it holds
+            held = await self.stable(stable, dep)
+            failing, passing = (failing, (*passing, "stable")) if held else (
+                (*failing, "stable"), passing)
         return recovery.Health(True, rolled_out(dep), expected, failing, passing, unknown)
+
+    async def stable(self, stable: Stable, dep: dict) -> bool:
+        """Whether the recovery signal is stable now; no answer (no data, no Prometheus) is
+        not stable."""
+        if self.e.prometheus is None:
+            return False
+        key = (dep["metadata"]["namespace"], dep["metadata"]["name"])
+        answer = await self.e.prometheus.by_target(stable.promql(), [key])
+        return answer.get(key) is not None
 
     def condition_outcomes(self, loaded: Loaded) -> tuple[tuple[str, ...], ...]:
         """The trigger conditions as the policy's guard last checked them on this target

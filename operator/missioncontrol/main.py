@@ -60,7 +60,7 @@ class Options:
 
 def register() -> None:
     """Importing a handler module registers its kopf handlers."""
-    from .handlers import catalogue, incidents, policies, startup, state  # noqa: F401
+    from .handlers import automation, catalogue, incidents, policies, startup, state  # noqa: F401
 
 
 def build_memo(options: Options) -> kopf.Memo:

@@ -281,6 +281,7 @@ class ReplaySample:
     image: str
     sample: int = 100
     command: tuple[str, ...] = ()
+    sample_from: tuple[str, str] | None = None   # (ConfigMap, key) of the target's namespace
 
 
 @dataclass(frozen=True)
@@ -326,8 +327,11 @@ def _parse_params(action: str, r: Reader) -> Any:
     if action == "pauseConsumers":
         return PauseConsumers(LabelSelector.parse(r.obj("selector")))
     if action == "replaySample":
+        source = r.obj("sampleFrom", required=False)
         return ReplaySample(r.str("namespace"), r.str("image"), r.int("sample", 100, minimum=1),
-                            r.strings("command"))
+                            r.strings("command"),
+                            (source.str("configMap"), source.str("key", "events"))
+                            if source else None)
     if action == "identifySlowQueries":
         return IdentifySlowQueries(SecretRef.parse(r.obj("databaseSecretRef")),
                                    r.int("top", 10, minimum=1))
@@ -401,10 +405,27 @@ def parse_rules(r: Reader, key: str = "rules") -> tuple[EscalationRule, ...]:
 
 
 @dataclass(frozen=True)
+class Stable:
+    """A signal whose slope stays within +-band (per second, over window) and whose value is at
+    most `below`: one PromQL query that returns a series only when it holds."""
+    query: str
+    window: float = 60.0
+    band: float = 1.0
+    below: float | None = None
+
+    def promql(self) -> str:
+        step = max(1, int(self.window // 30))
+        value = f"({self.query})" + (f" <= {self.below:g}" if self.below is not None else "")
+        return (f"{value} and on (namespace, deployment) "
+                f"(abs(deriv(({self.query})[{int(self.window)}s:{step}s])) <= {self.band:g})")
+
+
+@dataclass(frozen=True)
 class Recovery:
     slo: float
     stable_for: float = 120.0
     description: str = ""
+    stable: Stable | None = None
 
 
 @dataclass(frozen=True)
@@ -414,6 +435,10 @@ class ScheduledCheck:
     every: float
 
 
+DEPTH_QUERY = ('sum by (namespace, deployment) (webhook_retry_queue_depth{namespace=~"'
+               '{{ .namespace }}", deployment=~"{{ .name }}"})')
+
+
 @dataclass(frozen=True)
 class Automation:
     automatic_rollback: bool = False
@@ -421,6 +446,11 @@ class Automation:
     scheduled_checks: tuple[ScheduledCheck, ...] = ()
     adaptive_backoff: tuple[float, float] | None = None   # (initial, max)
     dead_letter_topic: str | None = None
+    # Where adaptive backoff and dead-letter routing are published (the consumer contract),
+    # the queue depth they follow, and how often.
+    contract_config_map: str = "webhook-ingress"
+    depth_query: str = DEPTH_QUERY
+    backoff_interval: float = 30.0
 
     @classmethod
     def parse(cls, r: Reader | None) -> Automation:
@@ -441,7 +471,17 @@ class Automation:
             if backoff and backoff.bool("enabled", True) else None,
             dead_letter_topic=dead.str("topic", None) if dead and dead.bool("enabled", True)
             else None,
+            contract_config_map=(backoff.str("configMap", None) if backoff else None)
+            or (dead.str("configMap", None) if dead else None) or "webhook-ingress",
+            depth_query=backoff.str("query", DEPTH_QUERY) if backoff else DEPTH_QUERY,
+            backoff_interval=backoff.duration("interval", 30.0, bounds=INTERVAL)
+            if backoff else 30.0,
         )
+
+    @property
+    def publishes(self) -> bool:
+        """Whether anything runs while the policy guards (the consumer contract's keys)."""
+        return self.adaptive_backoff is not None or self.dead_letter_topic is not None
 
 
 # -- Runbook ----------------------------------------------------------------------------------
@@ -468,6 +508,10 @@ class Runbook:
         text), for checking them all before anything renders one."""
         out = [(f"condition {c.name}", c.detector.query) for c in self.trigger.conditions
                if isinstance(c.detector, Threshold | RisesSharply)]
+        if self.automation.adaptive_backoff:
+            out.append(("automation.adaptiveBackoff.query", self.automation.depth_query))
+        if self.recovery.stable:
+            out.append(("recovery.stable.query", self.recovery.stable.query))
         for step in self.steps:
             if isinstance(step.params, AssessBlastRadius):
                 out += [(f"step {step.id} dashboard {d.name}", d.query)
@@ -493,9 +537,13 @@ class Runbook:
         steps = tuple(Step.parse(s) for s in first.items("steps", required=True))
         _unique([s.id for s in steps], f"{first.path}.steps", "id")
         recovery = spec.obj("recovery")
+        stable = recovery.obj("stable", required=False)
         rec = Recovery(recovery.duration("slo", bounds=LONG),
                        recovery.duration("stableFor", 120.0, bounds=SPAN),
-                       recovery.str("description", ""))
+                       recovery.str("description", ""),
+                       Stable(stable.str("query"), stable.duration("window", 60.0, bounds=SPAN),
+                              stable.float("band", 1.0), stable.float("below", None))
+                       if stable else None)
         if rec.stable_for >= rec.slo:
             raise ModelError(f"{recovery.path}.stableFor", "must be shorter than slo")
         return cls(

@@ -87,11 +87,16 @@ def test_rb003_parses() -> None:
     assert rb.step("pause-consumers").params.selector.match_labels == (
         ("missioncontrol.dev/consumer-tier", "non-critical"),)
     assert rb.step("replay").params == model.ReplaySample(
-        "staging", "registry.example/webhook-replayer:1", 100)
+        "staging", "registry.example/webhook-replayer:1", 100,
+        sample_from=("webhook-ingress-sample", "events"))
     assert rb.escalation.page == ("integration-owner", "incident-commander")
+    assert rb.recovery.stable == model.Stable(rb.recovery.stable.query, 60.0, 1.0, 100.0)
+    assert rb.recovery.stable.promql().startswith(f"({rb.recovery.stable.query}) <= 100 and on")
     assert rb.escalation.rules == ()
     assert rb.automation.adaptive_backoff == (1.0, 300.0)
     assert rb.automation.dead_letter_topic == "webhooks-dead-letter"
+    assert rb.automation.contract_config_map == "webhook-ingress"
+    assert rb.automation.backoff_interval == 30.0
     assert not rb.automation.automatic_rollback
 
 

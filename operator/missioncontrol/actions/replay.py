@@ -10,6 +10,30 @@ from ..markdown import code
 from ..model import ReplaySample, Step
 from .base import Action, StepContext, StepResult
 
+SAMPLE_LIMIT = 256 * 1024   # bytes of events carried in the Job (the object stays small)
+
+
+async def sample_of(ctx: StepContext, params: ReplaySample) -> list[str] | None:
+    """Up to `sample` real events from the consumer's sample ConfigMap, newest first as it
+    keeps them; None when it has none to give."""
+    if params.sample_from is None:
+        return None
+    config_map, key = params.sample_from
+    namespace, _ = ctx.target
+    try:
+        body = await ctx.kube.json(ctx.kube.core.read_namespaced_config_map, config_map,
+                                   namespace)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        return None
+    events, size = [], 0
+    for line in ((body.get("data") or {}).get(key) or "").splitlines():
+        if line.strip() and len(events) < params.sample and size + len(line) < SAMPLE_LIMIT:
+            events.append(line)
+            size += len(line) + 1
+    return events or None
+
 
 async def replay_sample(ctx: StepContext, step: Step) -> StepResult:
     params: ReplaySample = step.params
@@ -17,13 +41,22 @@ async def replay_sample(ctx: StepContext, step: Step) -> StepResult:
     container = {"name": "replay", "image": params.image,
                  "env": [{"name": "SAMPLE_SIZE", "value": str(params.sample)},
                          {"name": "INCIDENT", "value": f"{ctx.namespace}/{ctx.name}"}]}
+    events = await sample_of(ctx, params)
+    if params.sample_from is not None and events is None:
+        return StepResult.failed(f"no sample to replay: ConfigMap {ctx.target[0]}/"
+                                 f"{params.sample_from[0]} has no events under "
+                                 f"{params.sample_from[1]}")
+    if events is not None:
+        container["env"] += [{"name": "SAMPLE_EVENTS", "value": "\n".join(events)}]
     if params.command:
         container["command"] = list(params.command)
     job = {"apiVersion": "batch/v1", "kind": "Job",
-           "metadata": {"name": job_name, "labels": {labels.INCIDENT: ctx.name}},
+           "metadata": {"name": job_name, "labels": {labels.INCIDENT: ctx.name},
+                        "annotations": {labels.INCIDENT: f"{ctx.namespace}/{ctx.name}"}},
            "spec": {"backoffLimit": 0, "ttlSecondsAfterFinished": 86400, "template": {
                "spec": {"restartPolicy": "Never", "containers": [container]}}}}
-    change = Change("Job", job_name, "created", None, f"replay of {params.sample} events",
+    count = len(events) if events is not None else params.sample
+    change = Change("Job", job_name, "created", None, f"replay of {count} events",
                     params.namespace)
     tenancy.refuse_protected(params.namespace, what=f"create Job {job_name}")
     if ctx.dry_run:
@@ -35,7 +68,7 @@ async def replay_sample(ctx: StepContext, step: Step) -> StepResult:
         if exc.status != 409:
             raise
     return StepResult.ok(f"started Job {params.namespace}/{job_name} replaying "
-                         f"{params.sample} sampled events", changes=(change,))
+                         f"{count} sampled events", changes=(change,))
 
 
 class ReplayAction(Action):

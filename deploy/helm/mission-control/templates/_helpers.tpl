@@ -71,6 +71,10 @@ deploy/rbac.yaml. */}}
 - apiGroups: ["apps"]
   resources: ["deployments/scale"]
   verbs: ["patch"]
+# pauseConsumers pauses a KEDA-scaled consumer by its ScaledObject's annotation.
+- apiGroups: ["keda.sh"]
+  resources: ["scaledobjects"]
+  verbs: ["get", "list", "patch"]
 - apiGroups: ["apps"]
   resources: ["replicasets"]
   verbs: ["get", "list"]
