@@ -19,7 +19,8 @@ from missioncontrol.kube import ApiException, Conflict, Health, NotFound
 
 OPERATOR = "missioncontrol"   # the field manager of the operator's own writes
 PLURAL_KINDS = {"runbooks": "Runbook", "incidentpolicies": "IncidentPolicy",
-                "incidents": "Incident", "serviceownerships": "ServiceOwnership"}
+                "incidents": "Incident", "serviceownerships": "ServiceOwnership",
+                "scaledobjects": "ScaledObject"}   # KEDA's: in a test that adds some
 
 
 class FakeKube:
@@ -203,32 +204,35 @@ class _Batch:
 
 
 class _Custom:
+    """Custom resources by plural; a plural nobody installed answers 404, as the API server
+    does for a CRD that is not there."""
+
     def __init__(self, kube: FakeKube) -> None:
         self.k = kube
 
     def get_namespaced_custom_object(self, group: str, version: str, namespace: str,
                                      plural: str, name: str) -> dict:
-        return self.k._live(PLURAL_KINDS[plural], namespace, name)
+        return self.k._live(_kind(plural), namespace, name)
 
     def list_namespaced_custom_object(self, group: str, version: str, namespace: str,
                                       plural: str, label_selector: str | None = None) -> dict:
-        return {"items": self.k._select(PLURAL_KINDS[plural], namespace, label_selector)}
+        return {"items": self.k._select(_kind(plural), namespace, label_selector)}
 
     def list_cluster_custom_object(self, group: str, version: str, plural: str,
                                    label_selector: str | None = None) -> dict:
-        return {"items": self.k._select(PLURAL_KINDS[plural], None, label_selector)}
+        return {"items": self.k._select(_kind(plural), None, label_selector)}
 
     def create_namespaced_custom_object(self, group: str, version: str, namespace: str,
                                         plural: str, body: dict) -> dict:
-        return self.k._create(PLURAL_KINDS[plural], namespace, body)
+        return self.k._create(_kind(plural), namespace, body)
 
     def patch_namespaced_custom_object(self, group: str, version: str, namespace: str,
                                        plural: str, name: str, body: dict) -> dict:
-        return self.k._patch(PLURAL_KINDS[plural], namespace, name, body)
+        return self.k._patch(_kind(plural), namespace, name, body)
 
     def patch_namespaced_custom_object_status(self, group: str, version: str, namespace: str,
                                               plural: str, name: str, body: dict) -> dict:
-        return self.k._patch(PLURAL_KINDS[plural], namespace, name, body, verb="patch_status")
+        return self.k._patch(_kind(plural), namespace, name, body, verb="patch_status")
 
 
 # -- patches -------------------------------------------------------------------------------------
@@ -273,6 +277,13 @@ def _fields(value: Any, prefix: str) -> dict:
 
 def _entry(manager: str, fields: dict, time: str = "2026-01-01T00:00:00Z") -> dict:
     return {"manager": manager, "operation": "Update", "time": time, "fieldsV1": fields}
+
+
+def _kind(plural: str) -> str:
+    try:
+        return PLURAL_KINDS[plural]
+    except KeyError:
+        raise NotFound(status=404, reason="Not Found") from None
 
 
 def _key(body: dict) -> tuple[str, str, str]:

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 from missioncontrol import incident as inc
 from missioncontrol.actions import consumers, keda
-from missioncontrol.kube import ApiException
+from missioncontrol.kube import NotFound
 from missioncontrol.model import LabelSelector, PauseConsumers, Step
 
 NS = "shop"
@@ -36,7 +36,7 @@ class FakeKube:
 
     def _list(self, group, version, ns, plural):
         if not self.keda_installed:
-            raise ApiException(status=404)
+            raise NotFound(status=404)   # as Kube.call raises it
         return {"items": list(self.scalers.values())}
 
     def _patch(self, group, version, ns, plural, name, body):

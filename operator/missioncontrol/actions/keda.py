@@ -5,7 +5,7 @@ alone, and scales again once the annotation goes)."""
 
 from __future__ import annotations
 
-from ..kube import ApiException, Kube
+from ..kube import Kube, NotFound
 
 GROUP, VERSION, PLURAL = "keda.sh", "v1alpha1", "scaledobjects"
 PAUSED = "autoscaling.keda.sh/paused"
@@ -19,10 +19,8 @@ async def scalers(kube: Kube, namespace: str) -> dict[str, dict]:
     try:
         listing = await kube.call(kube.custom.list_namespaced_custom_object, GROUP, VERSION,
                                   namespace, PLURAL)
-    except ApiException as exc:
-        if exc.status == 404:
-            return {}
-        raise
+    except NotFound:
+        return {}
     out = {}
     for body in listing.get("items") or []:
         ref = (body.get("spec") or {}).get("scaleTargetRef") or {}
@@ -40,10 +38,8 @@ async def read(kube: Kube, namespace: str, name: str) -> dict | None:
     try:
         return await kube.call(kube.custom.get_namespaced_custom_object, GROUP, VERSION,
                                namespace, PLURAL, name)
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
+    except NotFound:
+        return None
 
 
 async def annotate(kube: Kube, namespace: str, name: str, value: str | None) -> None:
