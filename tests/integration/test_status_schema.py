@@ -270,8 +270,12 @@ def test_incident_status_schema_is_exactly_the_incident_status_record():
 def test_policy_status_schema_is_exactly_what_the_guard_writes():
     schema = status_schema("IncidentPolicy")
     props = schema["properties"]
+    # `automation` is written by the RB-003 automation daemon (automation.py), typed in the
+    # CRD field by field: checked against what it writes in the e2e RB-003 tests.
     assert set(props) == {"observedGeneration", "conditions", "lastTick", "targetCount",
-                          "targets"}
+                          "targets", "automation"}
+    assert "x-kubernetes-preserve-unknown-fields" not in props["automation"]
+    assert set(props["automation"]["properties"]) == {"targets", "history"}
     assert props["observedGeneration"]["type"] == props["targetCount"]["type"] == "integer"
     assert (props["lastTick"]["type"], props["lastTick"]["format"]) == ("string", "date-time")
     assert mismatches(tuple[conditions.Condition, ...], props["conditions"],
