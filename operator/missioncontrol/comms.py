@@ -76,7 +76,9 @@ def compose(status: inc.IncidentStatus, last: inc.Update | None, cadence: float,
                           f"Since the last update: {done_text}. No further updates.",
                           True, None)
     next_at = now + cadence
-    return UpdatePlan(f"Status: {status.phase}. Since the last update: {done_text}. "
+    waiting = (f" Step {status.awaiting_approval} awaits a person's approval."
+               if status.awaiting_approval else "")
+    return UpdatePlan(f"Status: {status.phase}.{waiting} Since the last update: {done_text}. "
                       f"Recovery SLO: {slo}. Next update by {iso(next_at)}.", False, next_at)
 
 

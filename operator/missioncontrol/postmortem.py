@@ -313,7 +313,9 @@ class _Postmortem:
         lines = [lead, ""] if any(step.changes for step in steps) else []
         for number, step in enumerate(steps, 1):
             lines.append(f"{number}. **{step.id}** (`{step.action}`): {self._step_state(step)}")
-            if step.message:
+            if step.approval:
+                lines.append(f"   - Approval: {oneline(step.approval)}")
+            if step.message and step.message != step.approval:
                 lines.append(f"   - Result: {oneline(step.message)}")
             verb = "Would change" if step.state == inc.PLANNED else "Changed"
             for c in step.changes:

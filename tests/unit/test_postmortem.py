@@ -58,7 +58,8 @@ def maximal_status() -> inc.IncidentStatus:
                            (inc.Change("Namespace", "shop", "metadata.labels[frozen]",
                                        "false", "true", "shop"),),
                            attempts=1, revert_on=("Closed",),
-                           no_effect_at=at(30.0)),
+                           no_effect_at=at(30.0), approval_asked_at=at(1.0),
+                           approval="dry run: would wait for approval by release-owner"),
             inc.StepRecord("rollback", "rollback", inc.STEP_FAILED, at(2.0), at(62.0),
                            "rolled back, but not healthy within 1m",
                            (inc.Change("Deployment", "checkout", "spec.template",
@@ -67,13 +68,15 @@ def maximal_status() -> inc.IncidentStatus:
                             inc.Change("ConfigMap", "flags", "data[safe-mode]", "off", "on",
                                        "shop")),
                            attempts=3, revert_on=("Resolved",),
-                           no_effect_at=at(40.0)),
+                           no_effect_at=at(40.0), approval_asked_at=at(1.75),
+                           approval="no approval within 10m: proceeding"),
             inc.StepRecord("replay", "replaySample", inc.PLANNED, at(62.5), at(62.75),
                            "would create Job replay-inc",
                            (inc.Change("Job", "replay-inc", "created", "none",
                                        "replay of 100 events", "shop"),),
                            attempts=2, revert_on=("Resolved", "Closed"),
-                           no_effect_at=at(50.0)),
+                           no_effect_at=at(50.0), approval_asked_at=at(62.25),
+                           approval="approved by ada"),
         ),
         blast_radius=inc.BlastRadius(
             checked_at=at(30.0),
@@ -135,6 +138,7 @@ def maximal_status() -> inc.IncidentStatus:
         )),
         observed_generation=3,
         ownership=inc.OwnershipRef("shop", "checkout"),
+        awaiting_approval="replay",
     )
 
 
