@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 
 from . import __version__
@@ -51,8 +52,18 @@ def _run(args: argparse.Namespace) -> int:
         delivery_expiry=args.delivery_expiry, standalone=args.peering is None,
         priority=args.priority,
         peering_name=args.peering or "mission-control", lease=args.lease,
-        lease_duration=durations.parse(args.lease_duration), instance=args.instance)
+        lease_duration=durations.parse(args.lease_duration), instance=args.instance,
+        cluster_name=_cluster_name(args.cluster_name))
     return run(options, verbose=args.verbose)
+
+
+def _cluster_name(name: str) -> str:
+    """A cluster name goes into dedup keys and channel names: a short DNS-label-like word."""
+    name = name.strip()
+    if name and not re.fullmatch(r"[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?", name):
+        raise SystemExit(f"missionctl run: --cluster-name {name!r}: use lowercase letters, "
+                         f"digits, '-' and '.' (at most 63 characters), like prod-eu-1")
+    return name
 
 
 def _version(_: argparse.Namespace) -> int:
@@ -135,6 +146,11 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--webhook-secret", default=None, metavar="NAMESPACE/NAME",
                      help="keep the webhook's certificate in this Secret, so that every "
                           "replica serves the same one (made by the first to start)")
+    run.add_argument("--cluster-name", default=os.environ.get("MISSIONCONTROL_CLUSTER_NAME", ""),
+                     metavar="NAME",
+                     help="this cluster's name in a fleet (env MISSIONCONTROL_CLUSTER_NAME): in "
+                          "every page, update, channel name, webhook payload, PagerDuty dedup "
+                          "key and source, and postmortem, so two clusters never share an alert")
     run.add_argument("--instance", default="",
                      help="a suffix for cluster-wide names (the webhook configuration), so "
                           "several operators can share a cluster")

@@ -92,6 +92,13 @@ def overdue(status: inc.IncidentStatus, cadence: float, now: float,
     return now > promised + min(grace, cadence)
 
 
+def channel_name(*, prefix: str, cluster: str, incident: str) -> str:
+    """The response channel: `inc-<incident>`, with the cluster's name in between in a fleet
+    (the same incident name in two clusters must not open one channel). At most 80
+    characters, Slack's limit."""
+    return "-".join(p for p in (prefix, cluster, incident) if p)[:80]
+
+
 def acknowledged_roles(acknowledgements: list[dict]) -> dict[str, str]:
     return {a["role"]: a.get("by", "") for a in acknowledgements or [] if a.get("role")}
 

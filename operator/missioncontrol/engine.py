@@ -171,6 +171,9 @@ class Run:
                 s, self.e.clock(), self.e.delivery_expiry))
             return 30.0
         await self.remember_ownership(loaded)
+        if self.e.cluster and not self.status.cluster:
+            # Kept: its postmortem, and whoever runs it next, name the cluster it was in.
+            await self.apply(lambda s: replace(s, cluster=self.e.cluster))
         if not self.status.open:
             return await people.deliver_owed(self, loaded)
         if loaded.gone is not None or self.status.automation_stopped:
@@ -444,7 +447,8 @@ class Run:
         target = self.body["spec"]["target"]
         return Brief(self.name, self.namespace, loaded.runbook.id, loaded.runbook.title,
                      f"{target['namespace']}/{target['name']}",
-                     self.status.severity or loaded.runbook.severity, self.status.phase)
+                     self.status.severity or loaded.runbook.severity, self.status.phase,
+                     cluster=self.status.cluster or self.e.cluster)
 
     def pager(self, loaded: Loaded) -> Pager:
         return Pager(self.e.kube, loaded.ownership,

@@ -221,6 +221,7 @@ class IncidentStatus:
     observed_generation: int | None = None
     ownership: OwnershipRef | None = None
     awaiting_approval: str | None = None   # the id of the step waiting for approval
+    cluster: str | None = None   # the --cluster-name of the operator that runs it
 
     # -- reading ----------------------------------------------------------------------------
     @property

@@ -48,6 +48,7 @@ class Options:
     lease: str | None = None          # "namespace/name"; default: see lease_ref
     lease_duration: float = DURATION
     instance: str = ""
+    cluster_name: str = ""            # --cluster-name: which cluster of a fleet this is
 
     @property
     def lease_ref(self) -> tuple[str, str]:
@@ -75,7 +76,8 @@ def build_memo(options: Options) -> kopf.Memo:
     memo.engine = Engine(kube, prometheus, timeutil.wall, _post_event,
                          force_dry_run=options.dry_run, tick=options.tick,
                          redeliver_every=options.redeliver_every,
-                         delivery_expiry=options.delivery_expiry)
+                         delivery_expiry=options.delivery_expiry,
+                         cluster=options.cluster_name)
     namespace, name = options.lease_ref
     memo.leadership = Leadership(kube, namespace, name, duration=options.lease_duration)
     return memo

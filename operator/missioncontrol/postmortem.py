@@ -161,6 +161,8 @@ class _Postmortem:
         s, spec = self.s, self.spec
         facts = [f"Runbook {self.runbook_id}"
                  + (f" (`{self.runbook_name}`)" if self.runbook_name else "")]
+        if s.cluster:
+            facts.insert(0, f"Cluster `{s.cluster}`")
         if spec.get("policy"):
             facts.append(f"policy `{spec['policy']}`")
         facts.append(f"owner {spec['owner']}" if spec.get("owner")

@@ -2,7 +2,10 @@
 person rejects and one whose approval times out (proceed). The operator stops before each
 gated step, pages its approvers once (a restart while it waits repeats nothing and loses
 nothing), runs the rollback on `kubectl mc approve`, skips the rejected step, and runs the
-timed-out one as the runbook says."""
+timed-out one as the runbook says.
+
+The operator runs with --cluster-name: its pages say which cluster, and their dedup key
+starts with it (two clusters running the same incident names make two alerts)."""
 
 from __future__ import annotations
 
@@ -56,7 +59,7 @@ def test_gated_steps_wait_for_kubectl_mc_approve_reject_or_their_timeout(
     cluster.patch("Runbook", "rb-001", {"spec": {"firstResponse": {
         "steps": gated_steps(runbook["spec"]["firstResponse"]["steps"])}}})
     cluster.create(rb001_policy())
-    first = rb001.start_operator()
+    first = rb001.start_operator("--cluster-name", "prod-east")
     rb001.healthy_checkout()
     # Recovery now takes long to confirm: the incident stays open through all three gates.
     cluster.patch("IncidentPolicy", "checkout-guard", {"spec": {"overrides": {
@@ -73,8 +76,10 @@ def test_gated_steps_wait_for_kubectl_mc_approve_reject_or_their_timeout(
     condition = next(c for c in body["status"]["conditions"] if c["type"] == "AwaitingApproval")
     assert (condition["status"], condition["reason"]) == ("True", "Waiting")
     assert f"kubectl mc approve {name} rollback -n {ns}" in condition["message"]
-    wait_for(lambda: approval_pages(receiver, "release-owner", "rollback"), timeout=30,
-             what="release-owner paged for the approval")
+    (page,) = wait_for(lambda: approval_pages(receiver, "release-owner", "rollback"),
+                       timeout=30, what="release-owner paged for the approval")
+    assert (page.json["cluster"], page.json["dedupKey"]) == ("prod-east", f"prod-east/{ns}/{name}")
+    assert body["status"]["cluster"] == "prod-east"
     (row,) = table(mc(admin, "get", "-n", ns).stdout)
     assert row["APPROVAL"] == "rollback waiting", row
     described = mc(admin, "describe", name, "-n", ns).stdout
@@ -84,7 +89,7 @@ def test_gated_steps_wait_for_kubectl_mc_approve_reject_or_their_timeout(
 
     # A restart while it waits: the wait goes on from when it began, nobody is paged again.
     first.kill()
-    rb001.start_operator()
+    rb001.start_operator("--cluster-name", "prod-east")
     restarted = time.time()
     wait_for(lambda: cluster.target_state("checkout-guard", "checkout") and (
         ticked := cluster.get("IncidentPolicy", "checkout-guard")["status"].get("lastTick"))

@@ -145,6 +145,7 @@ def maximal_incident_status() -> inc.IncidentStatus:
         observed_generation=3,
         ownership=inc.OwnershipRef("shop", "checkout"),
         awaiting_approval="flags",
+        cluster="prod-east",
     )
 
 

@@ -245,3 +245,10 @@ def test_the_krew_launcher_runs_the_installed_plugin() -> None:
                             timeout=30, env={**os.environ, "PATH": path})
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("kubectl-mc ")
+
+
+def test_describe_names_the_cluster_when_the_operator_has_one() -> None:
+    body = incident()
+    assert "Cluster:" not in view.describe(body, T0)
+    body["status"]["cluster"] = "prod-east"
+    assert "Cluster:     prod-east" in view.describe(body, T0)

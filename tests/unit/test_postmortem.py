@@ -139,6 +139,7 @@ def maximal_status() -> inc.IncidentStatus:
         observed_generation=3,
         ownership=inc.OwnershipRef("shop", "checkout"),
         awaiting_approval="replay",
+        cluster="prod-east",
     )
 
 
@@ -217,7 +218,8 @@ def test_every_section_in_order():
 
 def test_summary_says_what_fired_why_when_and_how_long():
     text = section(render_postmortem(maximal()), "Summary")
-    says(text, "Runbook RB-001 (`rb-001`), policy `checkout-failed-deployment`, owner ada, "
+    says(text, "Cluster `prod-east`, Runbook RB-001 (`rb-001`), policy "
+               "`checkout-failed-deployment`, owner ada, "
                "severity SEV1 (the operator last acted on SEV2).",
          "RB-001 Failed Production Deployment: checkout revision 7 failed readiness.",
          "Why it fired: readiness: 2/3 pods of checkout-7d9f not Ready for more than 30s; "

@@ -163,6 +163,7 @@ def describe(body: dict, now: float) -> str:
         severity += f" (the operator last acted on {s.severity})"
     head = [
         ["Name:", i.name], ["Namespace:", i.namespace],
+        *([["Cluster:", s.cluster]] if s.cluster else []),
         ["Runbook:", f"{runbook.get('id', NONE)} ({runbook.get('name', NONE)})"
                      + (f", policy {spec['policy']}" if spec.get("policy") else "")],
         ["Target:", f"{target.get('kind') or 'Deployment'} {target.get('namespace', '?')}/"
