@@ -32,6 +32,7 @@ class Options:
     dry_run: bool = False
     prometheus_url: str | None = None
     prometheus_credentials: Credentials = field(default_factory=Credentials)
+    prometheus_ca_file: str | None = None   # verify an https Prometheus against this bundle
     kubeconfig: str | None = None
     liveness_port: int = 8080
     metrics_port: int = 9090
@@ -67,7 +68,8 @@ def register() -> None:
 def build_memo(options: Options) -> kopf.Memo:
     kube = Kube(load_client(options.kubeconfig))
     metrics.SECONDS_SINCE_API_SUCCESS.set_function(kube.health.seconds_since_success)
-    prometheus = (Prometheus(options.prometheus_url, credentials=options.prometheus_credentials)
+    prometheus = (Prometheus(options.prometheus_url, credentials=options.prometheus_credentials,
+                             ca_file=options.prometheus_ca_file)
                   if options.prometheus_url else None)
     memo = kopf.Memo()
     memo.options = options
