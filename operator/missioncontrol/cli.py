@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 
 from . import __version__
@@ -27,14 +28,20 @@ def _run(args: argparse.Namespace) -> int:
                                  url=args.webhook_url, secret=args.webhook_secret,
                                  namespaces=tuple(args.namespace),
                                  cert_validity=durations.parse(args.webhook_cert_validity))
-    from .signals.prometheus import Credentials
+    from .signals.prometheus import Credentials, header_flag
     from .tenancy import default_protected, own_namespace
 
     if args.prometheus_password_file and args.prometheus_username is None:
         raise SystemExit("missionctl run: --prometheus-password-file needs --prometheus-username")
+    try:
+        extra = tuple(header_flag(h) for h in args.prometheus_header)
+    except ValueError as exc:
+        raise SystemExit(f"missionctl run: {exc}") from None
     credentials = Credentials(bearer_token_file=args.prometheus_bearer_token_file,
                               username=args.prometheus_username,
-                              password_file=args.prometheus_password_file)
+                              password_file=args.prometheus_password_file,
+                              extra_headers=extra,
+                              headers_file=args.prometheus_headers_file)
 
     protected = (default_protected(own_namespace()) if args.protected_namespaces is None
                  else tuple(n for n in (p.strip() for p in args.protected_namespaces.split(","))
@@ -45,14 +52,25 @@ def _run(args: argparse.Namespace) -> int:
         cluster_policy_namespaces=tuple(args.cluster_policy_namespace),
         namespaces=tuple(args.namespace), dry_run=args.dry_run,
         prometheus_url=args.prometheus_url, prometheus_credentials=credentials,
+        prometheus_ca_file=args.prometheus_ca_file,
         kubeconfig=args.kubeconfig,
         liveness_port=args.liveness_port, metrics_port=args.metrics_port, webhook=webhook,
         tick=args.tick, redeliver_every=args.redeliver_every,
         delivery_expiry=args.delivery_expiry, standalone=args.peering is None,
         priority=args.priority,
         peering_name=args.peering or "mission-control", lease=args.lease,
-        lease_duration=durations.parse(args.lease_duration), instance=args.instance)
+        lease_duration=durations.parse(args.lease_duration), instance=args.instance,
+        cluster_name=_cluster_name(args.cluster_name))
     return run(options, verbose=args.verbose)
+
+
+def _cluster_name(name: str) -> str:
+    """A cluster name goes into dedup keys and channel names: a short DNS-label-like word."""
+    name = name.strip()
+    if name and not re.fullmatch(r"[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?", name):
+        raise SystemExit(f"missionctl run: --cluster-name {name!r}: use lowercase letters, "
+                         f"digits, '-' and '.' (at most 63 characters), like prod-eu-1")
+    return name
 
 
 def _version(_: argparse.Namespace) -> int:
@@ -88,6 +106,16 @@ def _prometheus_flags(run: argparse.ArgumentParser) -> None:
                            "--prometheus-password-file")
     run.add_argument("--prometheus-password-file", default=None, metavar="FILE",
                      help="the basic-auth password (re-read at every query)")
+    run.add_argument("--prometheus-header", action="append", default=[], metavar="NAME=VALUE",
+                     help="a header sent with every query, like X-Scope-OrgID=team-a for a "
+                          "multi-tenant Mimir or Cortex (repeat); for a secret value use "
+                          "--prometheus-headers-file")
+    run.add_argument("--prometheus-headers-file", default=None, metavar="FILE",
+                     help="headers sent with every query, one `Name: value` a line (a mounted "
+                          "Secret; re-read at every query)")
+    run.add_argument("--prometheus-ca-file", default=None, metavar="FILE",
+                     help="the CA bundle an https Prometheus is verified with (default: the "
+                          "system's CAs; TLS is always verified)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -135,6 +163,11 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--webhook-secret", default=None, metavar="NAMESPACE/NAME",
                      help="keep the webhook's certificate in this Secret, so that every "
                           "replica serves the same one (made by the first to start)")
+    run.add_argument("--cluster-name", default=os.environ.get("MISSIONCONTROL_CLUSTER_NAME", ""),
+                     metavar="NAME",
+                     help="this cluster's name in a fleet (env MISSIONCONTROL_CLUSTER_NAME): in "
+                          "every page, update, channel name, webhook payload, PagerDuty dedup "
+                          "key and source, and postmortem, so two clusters never share an alert")
     run.add_argument("--instance", default="",
                      help="a suffix for cluster-wide names (the webhook configuration), so "
                           "several operators can share a cluster")

@@ -76,7 +76,9 @@ def compose(status: inc.IncidentStatus, last: inc.Update | None, cadence: float,
                           f"Since the last update: {done_text}. No further updates.",
                           True, None)
     next_at = now + cadence
-    return UpdatePlan(f"Status: {status.phase}. Since the last update: {done_text}. "
+    waiting = (f" Step {status.awaiting_approval} awaits a person's approval."
+               if status.awaiting_approval else "")
+    return UpdatePlan(f"Status: {status.phase}.{waiting} Since the last update: {done_text}. "
                       f"Recovery SLO: {slo}. Next update by {iso(next_at)}.", False, next_at)
 
 
@@ -88,6 +90,13 @@ def overdue(status: inc.IncidentStatus, cadence: float, now: float,
     last = last_update(status)
     promised = last.next_at if last is not None and last.next_at else status.detected_at
     return now > promised + min(grace, cadence)
+
+
+def channel_name(*, prefix: str, cluster: str, incident: str) -> str:
+    """The response channel: `inc-<incident>`, with the cluster's name in between in a fleet
+    (the same incident name in two clusters must not open one channel). At most 80
+    characters, Slack's limit."""
+    return "-".join(p for p in (prefix, cluster, incident) if p)[:80]
 
 
 def acknowledged_roles(acknowledgements: list[dict]) -> dict[str, str]:

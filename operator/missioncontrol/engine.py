@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
-from . import comms, metrics, people, recovery, reverts, tenancy
+from . import comms, gates, metrics, people, recovery, reverts, tenancy
 from . import incident as inc
 from .actions import ACTIONS, StepContext, StepResult
 from .actions import action as action_of
@@ -180,6 +180,9 @@ class Run:
                 s, self.e.clock(), self.e.delivery_expiry))
             return 30.0
         await self.remember_ownership(loaded)
+        if self.e.cluster and not self.status.cluster:
+            # Kept: its postmortem, and whoever runs it next, name the cluster it was in.
+            await self.apply(lambda s: replace(s, cluster=self.e.cluster))
         if not self.status.open:
             return await people.deliver_owed(self, loaded)
         if loaded.gone is not None or self.status.automation_stopped:
@@ -218,8 +221,9 @@ class Run:
             lifted = await freezing.lift(self.e.kube, incident=self.name,
                                          namespace=self.namespace, freeze=freeze, now=now,
                                          reason="the incident is closed")
-        await self.apply(lambda s: reverts.plan(inc.close(
-            replace(s, freeze=lifted) if lifted is not None else s, now, items), now, inc.CLOSED))
+        await self.apply(lambda s: reverts.plan(inc.close(gates.abandon(
+            replace(s, freeze=lifted) if lifted is not None else s, now,
+            "the incident was closed"), now, items), now, inc.CLOSED))
         log.info("incident %s/%s: closed", self.namespace, self.name)
         await self.revert()
         return True
@@ -338,6 +342,12 @@ class Run:
                 if _blocks(step, record.state):
                     return   # a failed change holds the rest back; people take over
                 continue
+            if step.approval is not None:
+                passed = await gates.hold(self, loaded, step)
+                if passed == gates.WAIT:
+                    return   # the steps after it wait with it
+                if passed == gates.SKIP:
+                    continue
             if action_of(step).read_only:
                 self.start_background(f"step:{step.id}", self.execute(step, loaded))
                 continue
@@ -446,7 +456,8 @@ class Run:
         target = self.body["spec"]["target"]
         return Brief(self.name, self.namespace, loaded.runbook.id, loaded.runbook.title,
                      f"{target['namespace']}/{target['name']}",
-                     self.status.severity or loaded.runbook.severity, self.status.phase)
+                     self.status.severity or loaded.runbook.severity, self.status.phase,
+                     cluster=self.status.cluster or self.e.cluster)
 
     def pager(self, loaded: Loaded) -> Pager:
         return Pager(self.e.kube, loaded.ownership,
@@ -531,7 +542,8 @@ class Run:
         def change(s: inc.IncidentStatus) -> inc.IncidentStatus:
             s = recovery.progress(s, loaded.runbook, health, now)
             if s.phase == inc.RESOLVED:   # what is undone on resolution, in the same write
-                s = reverts.plan(s, now, inc.RESOLVED)
+                s = reverts.plan(gates.abandon(s, now, "the incident resolved"), now,
+                                 inc.RESOLVED)
             if lifted is not None:
                 s = inc.note(replace(s, freeze=lifted), now, "FreezeLifted",
                              f"deploy freeze lifted: {reason}")

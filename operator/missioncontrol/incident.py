@@ -28,6 +28,7 @@ LIST_LIMIT = 40
 PENDING, RUNNING, SUCCEEDED, STEP_FAILED, SKIPPED, PLANNED = (
     "Pending", "Running", "Succeeded", "Failed", "Skipped", "Planned")
 STEP_DONE = (SUCCEEDED, STEP_FAILED, SKIPPED, PLANNED)
+AWAITING_APPROVAL = "AwaitingApproval"   # a step's state, and the condition (gates.py)
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,8 @@ class StepRecord:
     attempts: int = 0
     revert_on: tuple[str, ...] = ()   # the phases that undo its changes (reverts.py)
     no_effect_at: float | None = stamp()   # judged without effect (verifyWithin passed)
+    approval_asked_at: float | None = stamp()   # when its gate began to wait (gates.py)
+    approval: str = ""   # how its gate was passed, in words: approved by, rejected by, ...
 
 
 @dataclass(frozen=True)
@@ -238,6 +241,8 @@ class IncidentStatus:
     observed_generation: int | None = None
     ownership: OwnershipRef | None = None
     slow_queries: SlowQueries | None = None
+    awaiting_approval: str | None = None   # the id of the step waiting for approval
+    cluster: str | None = None   # the --cluster-name of the operator that runs it
 
     # -- reading ----------------------------------------------------------------------------
     @property

@@ -32,6 +32,7 @@ class Options:
     dry_run: bool = False
     prometheus_url: str | None = None
     prometheus_credentials: Credentials = field(default_factory=Credentials)
+    prometheus_ca_file: str | None = None   # verify an https Prometheus against this bundle
     kubeconfig: str | None = None
     liveness_port: int = 8080
     metrics_port: int = 9090
@@ -48,6 +49,7 @@ class Options:
     lease: str | None = None          # "namespace/name"; default: see lease_ref
     lease_duration: float = DURATION
     instance: str = ""
+    cluster_name: str = ""            # --cluster-name: which cluster of a fleet this is
 
     @property
     def lease_ref(self) -> tuple[str, str]:
@@ -66,7 +68,8 @@ def register() -> None:
 def build_memo(options: Options) -> kopf.Memo:
     kube = Kube(load_client(options.kubeconfig))
     metrics.SECONDS_SINCE_API_SUCCESS.set_function(kube.health.seconds_since_success)
-    prometheus = (Prometheus(options.prometheus_url, credentials=options.prometheus_credentials)
+    prometheus = (Prometheus(options.prometheus_url, credentials=options.prometheus_credentials,
+                             ca_file=options.prometheus_ca_file)
                   if options.prometheus_url else None)
     memo = kopf.Memo()
     memo.options = options
@@ -75,7 +78,8 @@ def build_memo(options: Options) -> kopf.Memo:
     memo.engine = Engine(kube, prometheus, timeutil.wall, _post_event,
                          force_dry_run=options.dry_run, tick=options.tick,
                          redeliver_every=options.redeliver_every,
-                         delivery_expiry=options.delivery_expiry)
+                         delivery_expiry=options.delivery_expiry,
+                         cluster=options.cluster_name)
     namespace, name = options.lease_ref
     memo.leadership = Leadership(kube, namespace, name, duration=options.lease_duration)
     return memo

@@ -23,6 +23,8 @@ ACTIONS = ("freezeDeployments", "assessBlastRadius", "rollback", "routeReadsToRe
            "notify")
 REVERT_ON = ("Resolved", "Closed")
 ON_NO_EFFECT = ("escalate", "revert", "continue")
+APPROVAL = ("required", "none")
+ON_APPROVAL_TIMEOUT = ("proceed", "skip", "escalate")
 WHEN = ("Always", "NotMitigated", "NotRecovered", "SLOBreached")
 DEFAULT_CADENCE = {"SEV1": 15 * 60.0, "SEV2": 30 * 60.0, "SEV3": 3600.0, "SEV4": 4 * 3600.0}
 # The range of every duration, in seconds: the same the CRDs' rules enforce (docs/api.md,
@@ -341,6 +343,27 @@ def _parse_params(action: str, r: Reader) -> Any:
 
 
 @dataclass(frozen=True)
+class Approval:
+    """A step that waits for a person's approval (gates.py): who is asked, and what happens
+    if nobody answers within `timeout` (None: it waits until someone does)."""
+    approvers: tuple[str, ...] = ()   # empty: the roles the runbook pages when it opens
+    timeout: float | None = None
+    on_timeout: str = "escalate"
+
+    @classmethod
+    def parse(cls, r: Reader) -> Approval | None:
+        required = r.str("approval", "none", choices=APPROVAL) == "required"
+        extra = [k for k in ("approvalTimeout", "onApprovalTimeout", "approvers") if r.has(k)]
+        if not required:
+            if extra:
+                raise ModelError(r.path, f"{', '.join(extra)} need approval: required")
+            return None
+        return cls(r.strings("approvers", choices=ROLES),
+                   r.duration("approvalTimeout", None, bounds=LONG),
+                   r.str("onApprovalTimeout", "escalate", choices=ON_APPROVAL_TIMEOUT))
+
+
+@dataclass(frozen=True)
 class Step:
     id: str
     action: str
@@ -351,6 +374,7 @@ class Step:
     revert_on: tuple[str, ...] | None = None   # None: the action's default (actions/)
     verify_within: float | None = None   # mitigated within this long after it, or no effect
     on_no_effect: str = "escalate"
+    approval: Approval | None = None   # it waits for a person's go first (gates.py)
 
     @classmethod
     def parse(cls, r: Reader) -> Step:
@@ -366,7 +390,8 @@ class Step:
                    revert_on=r.strings("revertOn", choices=REVERT_ON)
                    if r.has("revertOn") else None,
                    verify_within=r.duration("verifyWithin", None, bounds=SPAN),
-                   on_no_effect=r.str("onNoEffect", "escalate", choices=ON_NO_EFFECT))
+                   on_no_effect=r.str("onNoEffect", "escalate", choices=ON_NO_EFFECT),
+                   approval=Approval.parse(r))
 
 
 # -- escalation, recovery, automation ----------------------------------------------------------

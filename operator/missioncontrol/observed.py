@@ -45,6 +45,7 @@ class IncidentFacts:
     escalated: bool
     update_overdue: bool
     freeze_scope: str | None   # the scope of an active freeze, else None
+    awaiting_approval: str | None = None   # the step waiting for a person's approval
 
     @property
     def open(self) -> bool:
@@ -74,7 +75,7 @@ def tracked(status: Mapping[str, Any] | None) -> bool:
 
 
 _READ = ("phase", "mode", "severity", "detectedAt", "resolvedAt", "escalated", "slo",
-         "conditions", "freeze")
+         "conditions", "freeze", "awaitingApproval")
 
 
 def incident_facts(body: Mapping[str, Any]) -> IncidentFacts:
@@ -95,7 +96,8 @@ def incident_facts(body: Mapping[str, Any]) -> IncidentFacts:
         resolved_at=status.resolved_at, escalated=status.escalated,
         update_overdue=overdue is not None and overdue.status == "True",
         freeze_scope=(status.freeze.scope or "Deployment")
-        if status.freeze and status.freeze.active else None)
+        if status.freeze and status.freeze.active else None,
+        awaiting_approval=status.awaiting_approval)
 
 
 def policy_facts(body: Mapping[str, Any]) -> PolicyFacts:
@@ -141,6 +143,9 @@ def families(incidents: Iterable[IncidentFacts], policies: Iterable[PolicyFacts]
                               "1 once the open incident has been escalated.")
     overdue = _per_incident("missioncontrol_incident_update_overdue",
                             "1 while the open incident's stakeholder update is overdue.")
+    awaiting = _per_incident(
+        "missioncontrol_incident_awaiting_approval",
+        "1 while a step of the open incident waits for a person's approval (kubectl mc approve).")
     for i in opened:
         key = (i.namespace, i.name, i.runbook)
         info.add_metric((*key, i.severity, i.phase, i.mode, i.target, i.owner), 1)
@@ -151,6 +156,7 @@ def families(incidents: Iterable[IncidentFacts], policies: Iterable[PolicyFacts]
         breached.add_metric(key, 1 if i.slo_breached(now) else 0)
         escalated.add_metric(key, 1 if i.escalated else 0)
         overdue.add_metric(key, 1 if i.update_overdue else 0)
+        awaiting.add_metric(key, 1 if i.awaiting_approval else 0)
     freezes = GaugeMetricFamily(
         "missioncontrol_freezes_active",
         "Deploy freezes incidents hold now, by scope (Deployment or Namespace).",
@@ -170,7 +176,7 @@ def families(incidents: Iterable[IncidentFacts], policies: Iterable[PolicyFacts]
     for p in policies:
         if p.ready == "True" and p.last_tick is not None:
             ticked.add_metric((p.namespace, p.name), p.last_tick)
-    return [by_kind, info, detected, remaining, breached, escalated, overdue, freezes,
+    return [by_kind, info, detected, remaining, breached, escalated, overdue, awaiting, freezes,
             by_ready, ticked]
 
 

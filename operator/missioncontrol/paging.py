@@ -42,6 +42,7 @@ class Brief:
     target: str
     severity: str
     phase: str
+    cluster: str = ""   # the operator's --cluster-name, in every message
 
     def message(self, *, kind: str, summary: str, role: str = "",
                 details: dict[str, str] | None = None, at: float) -> Message:
@@ -50,7 +51,8 @@ class Brief:
             kind=kind, incident=self.incident, namespace=self.namespace,
             runbook_id=self.runbook_id, runbook_title=self.runbook_title, target=self.target,
             severity=self.severity, phase=self.phase, summary=summary, role=role,
-            details=details or {}, timestamp=datetime.datetime.fromtimestamp(at, datetime.UTC))
+            details=details or {}, timestamp=datetime.datetime.fromtimestamp(at, datetime.UTC),
+            cluster=self.cluster)
 
 
 async def secret_value(kube: Kube, namespace: str, route: Route) -> str | None:

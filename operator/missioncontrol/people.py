@@ -118,7 +118,8 @@ async def announce_channel(run: Round, loaded: Loaded) -> None:
     if run.status.channel is not None:
         return
     prefix = loaded.policy.channel_prefix if loaded.policy else "inc"
-    name = f"{prefix}-{run.name}"[:80]
+    name = comms.channel_name(prefix=prefix, cluster=run.brief(loaded).cluster,
+                              incident=run.name)
     now = run.e.clock()
     route = loaded.policy.channel_route if loaded.policy else None
     outcome, error = "no route", None

@@ -162,6 +162,8 @@ class _Postmortem:
         s, spec = self.s, self.spec
         facts = [f"Runbook {self.runbook_id}"
                  + (f" (`{self.runbook_name}`)" if self.runbook_name else "")]
+        if s.cluster:
+            facts.insert(0, f"Cluster `{s.cluster}`")
         if spec.get("policy"):
             facts.append(f"policy `{spec['policy']}`")
         facts.append(f"owner {spec['owner']}" if spec.get("owner")
@@ -330,7 +332,9 @@ class _Postmortem:
         lines = [lead, ""] if any(step.changes for step in steps) else []
         for number, step in enumerate(steps, 1):
             lines.append(f"{number}. **{step.id}** (`{step.action}`): {self._step_state(step)}")
-            if step.message:
+            if step.approval:
+                lines.append(f"   - Approval: {oneline(step.approval)}")
+            if step.message and step.message != step.approval:
                 lines.append(f"   - Result: {oneline(step.message)}")
             verb = "Would change" if step.state == inc.PLANNED else "Changed"
             for c in step.changes:

@@ -82,6 +82,8 @@ def _steps(steps: tuple[model.Step, ...]) -> list[str]:
         lines.append(f"{head}: {oneline(step.description)}" if step.description else head)
         # Nested bullets (indented past "1. "), so Markdown keeps them inside the step.
         lines += [f"   - {line}" for line in action(step).describe(step.params)]
+        if step.approval is not None:
+            lines.append(f"   - {_gate(step.approval)}")
         if step.timeout is not None:
             lines.append(f"   - Times out after {_dur(step.timeout)}.")
         if step.continue_on_failure:
@@ -91,6 +93,17 @@ def _steps(steps: tuple[model.Step, ...]) -> list[str]:
             lines.append(f"   - Put back when the incident is {' or '.join(phases).lower()}, "
                          f"unless someone changed it since.")
     return lines
+
+
+def _gate(gate: model.Approval) -> str:
+    who = and_list(gate.approvers) if gate.approvers else "the roles paged when it opens"
+    text = (f"Waits for approval first: {who} are paged, and it runs on `kubectl mc approve` "
+            f"(`kubectl mc reject` skips it); the steps after it wait too.")
+    if gate.timeout is None:
+        return text
+    then = {"proceed": "it runs anyway", "skip": "it is skipped",
+            "escalate": "the next tier is paged and it goes on waiting"}[gate.on_timeout]
+    return f"{text} Without a decision within {_dur(gate.timeout)}, {then}."
 
 
 # -- escalation, recovery, automation ---------------------------------------------------------

@@ -31,6 +31,7 @@ class Engine:
     delivery: DeliveryPolicy = DEFAULT_POLICY
     redeliver_every: float = 60.0     # between deliveries of a failed page or all-clear
     delivery_expiry: float = 86400.0  # then it is given up (status outcome "expired")
+    cluster: str = ""                 # --cluster-name: in every message about an incident
 
 
 @dataclass
@@ -69,3 +70,5 @@ class Round(Protocol):
 
     def observe_time_to_page(self, loaded: Loaded, first: bool,
                              pages: list[inc.Page]) -> None: ...
+
+    async def escalate(self, loaded: Loaded, key: str, why: str) -> None: ...

@@ -256,6 +256,16 @@ BAD = [
     Bad("revert-a-rollback", "Runbook", {f"{STEPS}.2.revertOn": ["Resolved"]},
         "spec.firstResponse.steps[2]: Invalid value: step 'rollback' (rollback) "
         "cannot be undone: remove spec.firstResponse.steps[].revertOn"),
+    Bad("approval-timeout-without-approval", "Runbook",
+        {f"{STEPS}.2.approvalTimeout": "10m", f"{STEPS}.2.onApprovalTimeout": "skip"},
+        "spec.firstResponse.steps[2]: Invalid value: step 'rollback' sets approvalTimeout, "
+        "onApprovalTimeout or approvers: set spec.firstResponse.steps[].approval to required"),
+    Bad("approval-unknown-timeout-outcome", "Runbook",
+        {f"{STEPS}.2.approval": "required", f"{STEPS}.2.onApprovalTimeout": "retry"},
+        "spec.firstResponse.steps[2].onApprovalTimeout: Unsupported value: \"retry\""),
+    Bad("approval-timeout-too-long", "Runbook",
+        {f"{STEPS}.2.approval": "required", f"{STEPS}.2.approvalTimeout": "200h"},
+        "'200h' is out of range: use a duration from 1s to 168h (7 days)"),
     Bad("revert-on-unknown-phase", "Runbook", {f"{STEPS}.2.revertOn": ["Mitigated"]},
         "spec.firstResponse.steps[2].revertOn[0]: Unsupported value: \"Mitigated\""),
     Bad("unknown-action", "Runbook", {f"{STEPS}.2.action": "restart"},
@@ -530,17 +540,18 @@ def test_get_incidents_prints_the_status_board(env, crds, namespace):
                                 "from": "7", "to": "6"}]}],
         "timeline": [{"at": "2030-01-01T10:00:00Z", "type": "Detected",
                       "message": "readiness failed 3 times"}],
+        "awaitingApproval": "rollback",
     }}
     env.kubectl("patch", "incident", "inc-test", "--subresource=status", "--type=merge",
                 "-p", json.dumps(status), namespace=namespace)
 
     out = env.kubectl("get", "incidents", namespace=namespace).stdout
     assert out.splitlines()[0].split() == [
-        "NAME", "RUNBOOK", "TARGET", "SEVERITY", "PHASE", "SLO", "OWNER", "AGE"]
+        "NAME", "RUNBOOK", "TARGET", "SEVERITY", "PHASE", "SLO", "APPROVAL", "OWNER", "AGE"]
     (row,) = table(out)
     assert row == {"NAME": "inc-test", "RUNBOOK": "RB-001", "TARGET": "checkout",
                    "SEVERITY": "SEV2", "PHASE": "Mitigating", "SLO": "12m left",
-                   "OWNER": "ada", "AGE": row["AGE"]}
+                   "APPROVAL": "rollback", "OWNER": "ada", "AGE": row["AGE"]}
     assert row["AGE"]
     # the status was stored as written (nothing pruned)
     stored = json.loads(env.kubectl("get", "inc", "inc-test", "-o", "json",

@@ -175,6 +175,24 @@ def test_prometheus_basic_auth_passes_the_user_and_the_mounted_password():
         "mc", "/var/run/secrets/prometheus/password")
 
 
+def test_prometheus_headers_ca_and_the_cluster_name_reach_the_operator():
+    chart = docs_of(helm.template("prometheus.headers.X-Scope-OrgID=team-a",
+                                  "prometheus.headersSecret.name=prom-headers",
+                                  "prometheus.caSecret.name=prom-ca", "clusterName=prod-east",
+                                  crds=False))
+    (operator,) = [d for d in chart if d["kind"] == "Deployment"]
+    pod = operator["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    parsed = parser().parse_args(container["args"])
+    assert (parsed.prometheus_header, parsed.prometheus_headers_file,
+            parsed.prometheus_ca_file) == (
+        ["X-Scope-OrgID=team-a"], "/var/run/secrets/prometheus-headers/headers",
+        "/var/run/secrets/prometheus-ca/ca.crt")
+    assert {"name": "prometheus-ca", "secret": {"secretName": "prom-ca", "items": [
+        {"key": "ca.crt", "path": "ca.crt"}]}} in pod["volumes"]
+    assert {"name": "MISSIONCONTROL_CLUSTER_NAME", "value": "prod-east"} in container["env"]
+
+
 def test_every_flag_the_chart_can_pass_is_one_the_operator_takes():
     for values in [(), NAMESPACED, ("prometheus.bearerTokenFile=/t", "instance=x",
                                     "protectedNamespaces={a}", "clusterPolicyNamespaces={p}",

@@ -69,7 +69,8 @@ def maximal_incident_status() -> inc.IncidentStatus:
                            (inc.Change("Namespace", "shop", "metadata.labels[frozen]",
                                        "false", "true", "shop"),),
                            attempts=1, revert_on=("Closed",),
-                           no_effect_at=at(30.0)),
+                           no_effect_at=at(30.0), approval_asked_at=at(1.0),
+                           approval="approved by ada"),
             inc.StepRecord("rollback", "rollback", inc.STEP_FAILED, at(2.0), at(62.0),
                            "rolled back, but not healthy within 1m",
                            (inc.Change("Deployment", "checkout", "spec.template",
@@ -78,13 +79,15 @@ def maximal_incident_status() -> inc.IncidentStatus:
                             inc.Change("ConfigMap", "flags", "data[safe-mode]", "off", "on",
                                        "shop")),
                            attempts=3, revert_on=("Resolved",),
-                           no_effect_at=at(40.0)),
+                           no_effect_at=at(40.0), approval_asked_at=at(1.75),
+                           approval="no approval within 10m: proceeding"),
             inc.StepRecord("replay", "replaySample", inc.PLANNED, at(62.5), at(62.75),
                            "would create Job replay-inc",
                            (inc.Change("Job", "replay-inc", "created", "none",
                                        "replay of 100 events", "shop"),),
                            attempts=2, revert_on=("Resolved", "Closed"),
-                           no_effect_at=at(50.0)),
+                           no_effect_at=at(50.0), approval_asked_at=at(62.25),
+                           approval="dry run: would wait for approval by release-owner"),
         ),
         blast_radius=inc.BlastRadius(
             checked_at=at(30.0),
@@ -145,6 +148,8 @@ def maximal_incident_status() -> inc.IncidentStatus:
             inc.SlowStatement("-7212376428115912345", "SELECT * FROM orders WHERE id = $1",
                               40, 150.25, 6010.0, 800),
             inc.SlowStatement("42", "SELECT 1", 1, 0.5, 0.5, 1))),
+        awaiting_approval="flags",
+        cluster="prod-east",
     )
 
 

@@ -60,6 +60,29 @@ def test_dedup_key_is_the_incident_namespace_and_name() -> None:
     assert message().dedup_key == "shop/rb-001-checkout-7f3k2"
 
 
+def test_two_clusters_give_two_dedup_keys_and_say_which_cluster_they_are() -> None:
+    """A fleet runs the same Git revision, so the same incident names, in many clusters:
+    paging one routing key, each cluster's incident must be an alert of its own."""
+    east, west = message(cluster="prod-east"), message(cluster="prod-west")
+    keys = {format_request(m, destination=PD).body["dedup_key"] for m in (east, west)}
+    assert keys == {"prod-east/shop/rb-001-checkout-7f3k2", "prod-west/shop/rb-001-checkout-7f3k2"}
+    resolve = format_request(message(cluster="prod-east", kind="resolve"), destination=PD)
+    assert resolve.body["dedup_key"] == "prod-east/shop/rb-001-checkout-7f3k2"
+    payload = format_request(east, destination=PD).body["payload"]
+    assert payload["source"] == "prod-east/shop/checkout"
+    assert payload["summary"].startswith("[SEV1] RB-001 Failed Production Deployment on "
+                                         "prod-east: shop/checkout: ")
+    assert payload["custom_details"]["cluster"] == "prod-east"
+    hook = format_request(east, destination=HOOK).body
+    assert (hook["cluster"], hook["dedupKey"]) == ("prod-east",
+                                                   "prod-east/shop/rb-001-checkout-7f3k2")
+    assert format_request(west, destination=HOOK).body["id"] != hook["id"]
+    slack = format_request(east, destination=SLACK).body
+    assert "on prod-east: shop/checkout" in slack["text"]
+    fields = [f["text"] for b in slack["blocks"] for f in b.get("fields", [])]
+    assert "*Cluster*\nprod-east" in fields
+
+
 @pytest.mark.parametrize("changes", [
     {"kind": "escalate"}, {"severity": "SEV5"}, {"target": "checkout"},
     {"timestamp": datetime(2026, 5, 9, 7, 35)},
@@ -260,6 +283,7 @@ def test_webhook_body_has_every_documented_field() -> None:
         "id": ident,
         "kind": "page",
         "dedupKey": "shop/rb-001-checkout-7f3k2",
+        "cluster": "",
         "timestamp": "2026-05-09T07:35:25.123Z",
         "incident": {"namespace": "shop", "name": "rb-001-checkout-7f3k2"},
         "runbook": {"id": "RB-001", "title": "Failed Production Deployment"},
@@ -466,3 +490,12 @@ async def test_notify_formats_for_the_route_and_delivers() -> None:
     result = await notify(message(), destination=PD, send=script)
     assert result.delivered
     assert script.calls[0].body["event_action"] == "trigger"
+
+
+def test_the_response_channel_names_the_cluster_in_a_fleet() -> None:
+    from missioncontrol.comms import channel_name
+    assert channel_name(prefix="inc", cluster="", incident="rb-001-checkout-r2") == \
+        "inc-rb-001-checkout-r2"
+    assert channel_name(prefix="inc", cluster="prod-east", incident="rb-001-checkout-r2") == \
+        "inc-prod-east-rb-001-checkout-r2"
+    assert len(channel_name(prefix="inc", cluster="c" * 63, incident="x" * 63)) == 80

@@ -206,3 +206,14 @@ def test_pages_are_counted_apart_from_updates_and_channel_announcements():
     assert [a - b for a, b in zip(after, before, strict=True)] == [1, 2, 1]
     pages = {s.labels["kind"] for s in metrics._PAGES.collect()[0].samples}
     assert "update" not in pages and "channel" not in pages
+
+
+def test_an_incident_waiting_for_an_approval_says_so_until_it_is_given():
+    waiting = incident("a")
+    waiting["status"]["awaitingApproval"] = "rollback"
+    got = state([waiting, incident("b")])
+    assert got[("missioncontrol_incident_awaiting_approval", key(incident="a", **INC))] == 1
+    assert got[("missioncontrol_incident_awaiting_approval", key(incident="b", **INC))] == 0
+    resolved = incident("c", phase="Resolved")
+    resolved["status"]["awaitingApproval"] = "rollback"
+    assert not [k for k in state([resolved]) if k[0] == "missioncontrol_incident_awaiting_approval"]

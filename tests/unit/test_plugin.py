@@ -64,7 +64,7 @@ def test_the_board_shows_slo_left_as_of_now_the_freeze_and_who_acknowledged() ->
     cells = [c for c in row.split("   ") if c]
     assert [c.strip() for c in cells] == [
         "shop", "rb-001-checkout-r2", "RB-001", "checkout", "SEV2", "Mitigated", "15m left",
-        "on (Namespace)", "1/2", "Ada Lovelace", "5m"]
+        "on (Namespace)", "1/2", "-", "Ada Lovelace", "5m"]
     # Columns line up under their header.
     assert row.index("Mitigated") == header.index("PHASE")
     assert row.index("1/2") == header.index("ACKED")
@@ -245,3 +245,10 @@ def test_the_krew_launcher_runs_the_installed_plugin() -> None:
                             timeout=30, env={**os.environ, "PATH": path})
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("kubectl-mc ")
+
+
+def test_describe_names_the_cluster_when_the_operator_has_one() -> None:
+    body = incident()
+    assert "Cluster:" not in view.describe(body, T0)
+    body["status"]["cluster"] = "prod-east"
+    assert "Cluster:     prod-east" in view.describe(body, T0)

@@ -58,7 +58,8 @@ def maximal_status() -> inc.IncidentStatus:
                            (inc.Change("Namespace", "shop", "metadata.labels[frozen]",
                                        "false", "true", "shop"),),
                            attempts=1, revert_on=("Closed",),
-                           no_effect_at=at(30.0)),
+                           no_effect_at=at(30.0), approval_asked_at=at(1.0),
+                           approval="dry run: would wait for approval by release-owner"),
             inc.StepRecord("rollback", "rollback", inc.STEP_FAILED, at(2.0), at(62.0),
                            "rolled back, but not healthy within 1m",
                            (inc.Change("Deployment", "checkout", "spec.template",
@@ -67,13 +68,15 @@ def maximal_status() -> inc.IncidentStatus:
                             inc.Change("ConfigMap", "flags", "data[safe-mode]", "off", "on",
                                        "shop")),
                            attempts=3, revert_on=("Resolved",),
-                           no_effect_at=at(40.0)),
+                           no_effect_at=at(40.0), approval_asked_at=at(1.75),
+                           approval="no approval within 10m: proceeding"),
             inc.StepRecord("replay", "replaySample", inc.PLANNED, at(62.5), at(62.75),
                            "would create Job replay-inc",
                            (inc.Change("Job", "replay-inc", "created", "none",
                                        "replay of 100 events", "shop"),),
                            attempts=2, revert_on=("Resolved", "Closed"),
-                           no_effect_at=at(50.0)),
+                           no_effect_at=at(50.0), approval_asked_at=at(62.25),
+                           approval="approved by ada"),
         ),
         blast_radius=inc.BlastRadius(
             checked_at=at(30.0),
@@ -138,6 +141,8 @@ def maximal_status() -> inc.IncidentStatus:
         slow_queries=inc.SlowQueries("orders-db", T0 + 5, T0 + 15, (
             inc.SlowStatement("42", "SELECT * FROM orders WHERE id = $1", 40, 150.0, 6000.0,
                               800),)),
+        awaiting_approval="replay",
+        cluster="prod-east",
     )
 
 
@@ -217,7 +222,8 @@ def test_every_section_in_order():
 
 def test_summary_says_what_fired_why_when_and_how_long():
     text = section(render_postmortem(maximal()), "Summary")
-    says(text, "Runbook RB-001 (`rb-001`), policy `checkout-failed-deployment`, owner ada, "
+    says(text, "Cluster `prod-east`, Runbook RB-001 (`rb-001`), policy "
+               "`checkout-failed-deployment`, owner ada, "
                "severity SEV1 (the operator last acted on SEV2).",
          "RB-001 Failed Production Deployment: checkout revision 7 failed readiness.",
          "Why it fired: readiness: 2/3 pods of checkout-7d9f not Ready for more than 30s; "

@@ -81,3 +81,52 @@ def test_the_flags_take_one_kind_of_credentials() -> None:
     with pytest.raises(SystemExit):
         parser().parse_args(["run", "--prometheus-bearer-token-file", "/t",
                              "--prometheus-username", "u"])
+
+
+async def test_tenant_headers_are_sent_from_values_and_from_a_file_re_read_each_query(
+        tmp_path) -> None:
+    headers = tmp_path / "headers"
+    headers.write_text("# from the Secret\nX-Scope-OrgID: team-a\n\nX-Extra: 1\n")
+    async with FakePrometheus() as prom:
+        client = Prometheus(prom.url, credentials=Credentials(
+            extra_headers=(("X-Scope-OrgID", "literal"), ("X-Team", "shop")),
+            headers_file=str(headers)))
+        await client.query("up")
+        headers.write_text("X-Scope-OrgID: team-b\n")
+        await client.query("up")
+    assert [(h.get("X-Scope-OrgID"), h.get("X-Team"), h.get("X-Extra"))
+            for h in prom.headers] == [
+        ("team-a", "shop", "1"), ("team-b", "shop", None)]
+
+
+async def test_a_bad_headers_file_is_an_unknown_reading_that_does_not_show_its_values(
+        tmp_path) -> None:
+    headers = tmp_path / "headers"
+    headers.write_text("X-Scope-OrgID: team-a\nsecret-without-a-name\n")
+    async with FakePrometheus() as prom:
+        answer = await Prometheus(prom.url, credentials=Credentials(
+            headers_file=str(headers))).by_target("up", [("shop", "web")])
+    assert answer.get(("shop", "web")) is None
+    assert "line 2 of the headers file is not `Name: value`" in answer.error
+    assert "secret" not in answer.error and prom.requests == []
+
+
+async def test_an_unreadable_ca_bundle_is_an_unknown_reading(tmp_path) -> None:
+    answer = await Prometheus("https://127.0.0.1:9", ca_file=str(tmp_path / "none.pem")
+                              ).by_target("up", [("shop", "web")])
+    assert answer.get(("shop", "web")) is None
+    assert answer.error.startswith("prometheus query failed: cannot read the Prometheus CA "
+                                   "bundle"), answer.error
+
+
+def test_the_header_flag_reads_name_and_value() -> None:
+    from missioncontrol.signals.prometheus import header_flag
+    assert header_flag("X-Scope-OrgID=team-a") == ("X-Scope-OrgID", "team-a")
+    assert header_flag("X-Scope-OrgID: team-a") == ("X-Scope-OrgID", "team-a")
+    with pytest.raises(ValueError, match="write NAME=VALUE"):
+        header_flag("team-a")
+    args = parser().parse_args(["run", "--prometheus-header", "X-Scope-OrgID=team-a",
+                                "--prometheus-header", "X-A=b", "--prometheus-headers-file",
+                                "/h", "--prometheus-ca-file", "/ca.pem"])
+    assert (args.prometheus_header, args.prometheus_headers_file, args.prometheus_ca_file) == (
+        ["X-Scope-OrgID=team-a", "X-A=b"], "/h", "/ca.pem")

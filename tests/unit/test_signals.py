@@ -300,6 +300,7 @@ class FakePrometheus:
         self.parse_endpoint = parse_endpoint
         self.requests: list[tuple[str, dict]] = []
         self.authorization: list[str | None] = []   # each query's Authorization header
+        self.headers: list[dict[str, str]] = []     # and all its headers
         self.results: dict[str, dict] = {}
 
     async def __aenter__(self) -> FakePrometheus:
@@ -320,6 +321,7 @@ class FakePrometheus:
     async def _query(self, request: web.Request) -> web.Response:
         self.requests.append((request.path, dict(request.query)))
         self.authorization.append(request.headers.get("Authorization"))
+        self.headers.append(dict(request.headers))
         query = request.query["query"]
         if query.count("(") != query.count(")"):
             return web.json_response({"status": "error", "errorType": "bad_data", "error":

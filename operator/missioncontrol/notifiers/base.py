@@ -46,6 +46,7 @@ class Message:
     role: str = ""
     details: Mapping[str, str] = field(default_factory=dict)
     links: tuple[Link, ...] = ()
+    cluster: str = ""  # the operator's --cluster-name: which cluster of a fleet it is about
 
     def __post_init__(self) -> None:
         # Validate here, so a bad message fails where it is built, not in the middle of a
@@ -65,8 +66,16 @@ class Message:
     @property
     def dedup_key(self) -> str:
         """One key per incident, so every page, acknowledgement and resolve of it lands on
-        the same alert upstream."""
-        return f"{self.namespace}/{self.incident}"
+        the same alert upstream. The cluster name comes first: a fleet runs the same
+        incident names (the same Git revision) in many clusters, and one cluster's resolve
+        must not close another's alert."""
+        key = f"{self.namespace}/{self.incident}"
+        return f"{self.cluster}/{key}" if self.cluster else key
+
+    @property
+    def where(self) -> str:
+        """The target as people read it: `cluster: namespace/deployment`."""
+        return f"{self.cluster}: {self.target}" if self.cluster else self.target
 
     @property
     def target_namespace(self) -> str:

@@ -1,8 +1,9 @@
 """PagerDuty Events API v2 (https://developer.pagerduty.com/docs/events-api-v2/overview/).
 
 A page is a `trigger` event, an acknowledgement `acknowledge`, a recovery `resolve`; all
-three carry the incident's `namespace/name` as `dedup_key`, so PagerDuty folds repeated
-pages of one incident into one alert and the resolve closes it. Stakeholder updates and
+three carry the incident's `namespace/name` (after the cluster name, with --cluster-name) as
+`dedup_key`, so PagerDuty folds repeated pages of one incident into one alert and the resolve
+closes it, and two clusters paging one routing key make two alerts. Stakeholder updates and
 channel announcements have no Events API equivalent that does not page someone, so they
 are refused (`UnsupportedMessage`) rather than sent as a trigger.
 """
@@ -55,20 +56,21 @@ def format_request(message: Message, *, destination: Destination) -> Request:
 
 def payload(message: Message) -> dict:
     summary = f"[{message.severity}] {message.runbook_id} {message.runbook_title} " \
-              f"on {message.target}: {message.summary}"
+              f"on {message.where}: {message.summary}"
     details = {
         "incident": message.dedup_key,
         "runbook": f"{message.runbook_id} {message.runbook_title}",
         "severity": message.severity,
         "phase": message.phase,
         **({"role": message.role} if message.role else {}),
+        **({"cluster": message.cluster} if message.cluster else {}),
     }
     # The message's own details come after and never overwrite the fields above.
     for key, value in message.details.items():
         details.setdefault(key, value)
     return {
         "summary": truncate(summary, SUMMARY_LIMIT),
-        "source": message.target,
+        "source": f"{message.cluster}/{message.target}" if message.cluster else message.target,
         "severity": SEVERITIES[message.severity],
         "timestamp": message.iso_timestamp,
         "component": message.target_name,

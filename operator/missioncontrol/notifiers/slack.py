@@ -39,7 +39,7 @@ def format_request(message: Message, *, destination: Destination) -> Request:
 def fallback(message: Message) -> str:
     title = TITLES[message.kind].split(" ", 1)[1]
     return truncate(f"{title} [{message.severity}] {message.runbook_id} "
-                    f"{message.runbook_title} on {message.target}: {message.summary}",
+                    f"{message.runbook_title} on {message.where}: {message.summary}",
                     TEXT_LIMIT)
 
 
@@ -48,6 +48,7 @@ def blocks(message: Message) -> list[dict]:
              f"{message.runbook_title}"
     fields = [
         ("Incident", message.dedup_key),
+        *([("Cluster", message.cluster)] if message.cluster else []),
         ("Target", message.target),
         ("Severity", message.severity),
         ("Phase", message.phase),

@@ -89,6 +89,35 @@ def close(incident: dict, items: list[dict]) -> list[dict]:
     return [*ops, {"op": "add", "path": "/spec/close", "value": True}]
 
 
+def approval(incident: dict, *, step: str, decision: str, by: str, now: float,
+             reason: str = "") -> list[dict] | None:
+    """The JSON patch that appends a person's go (Approved) or no (Rejected) for a step to
+    spec.approvals; None when the same decision is there already. The operator acts on the
+    first decision per step, so a step decided otherwise, or done, is refused here."""
+    spec, status = incident.get("spec") or {}, incident.get("status") or {}
+    records = {r.get("id"): r for r in status.get("steps") or [] if isinstance(r, dict)}
+    if step not in records:
+        known = [i for i in records if i and not i.startswith("revert:")]
+        raise EditError(f"the incident has no step {step!r}"
+                        + (f" (its steps: {', '.join(known)})" if known else ""))
+    current = spec.get("approvals")
+    earlier = next((a for a in current or [] if isinstance(a, dict) and a.get("step") == step),
+                   None)
+    if earlier is not None:
+        if earlier.get("decision") == decision:
+            return None
+        raise EditError(f"step {step} was already {earlier.get('decision', '?').lower()} by "
+                        f"{earlier.get('by', 'someone')}: the first decision stands")
+    state = records[step].get("state") or "Pending"
+    if state not in ("Pending", "AwaitingApproval"):
+        raise EditError(f"step {step} is {state} already: there is nothing to "
+                        f"{'approve' if decision == 'Approved' else 'reject'}")
+    entry = {"step": step, "decision": decision, "by": by, "at": timeutil.iso(now)}
+    if reason:
+        entry["reason"] = reason
+    return append("/spec/approvals", current, [entry])
+
+
 def severity(level: str) -> dict:
     if level not in SEVERITIES:
         raise EditError(f"{level!r} is not a severity: use one of {', '.join(SEVERITIES)}")

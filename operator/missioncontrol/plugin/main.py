@@ -128,6 +128,35 @@ def cmd_ack(s: Session) -> int:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+def cmd_approve(s: Session) -> int:
+    return _decide(s, "Approved")
+
+
+def cmd_reject(s: Session) -> int:
+    return _decide(s, "Rejected")
+
+
+def _decide(s: Session, decision: str) -> int:
+    """Append a go or no for a gated step (see edits.approval), as who the API server says."""
+    by, name, step = s.cluster.whoami(), s.args.incident, s.args.step
+    verb = decision.lower()
+    for attempt in range(RETRIES):
+        body = s.cluster.get(INCIDENT, s.namespace, name)
+        ops = edits.approval(body, step=step, decision=decision, by=by, now=time.time(),
+                             reason=s.args.reason or "")
+        if ops is None:
+            return s.done(INCIDENT, body, f"step {step} already {verb}")
+        try:
+            written = s.cluster.json_patch(INCIDENT, s.namespace, name, ops)
+        except ApiException as exc:
+            if _test_failed(exc) and attempt + 1 < RETRIES:
+                continue
+            raise
+        return s.done(INCIDENT, written, f"step {step} {verb} by {by} (the operator acts on it "
+                                         f"at its next round)")
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def cmd_severity(s: Session) -> int:
     written = s.cluster.merge_patch(INCIDENT, s.namespace, s.args.incident,
                                     edits.severity(s.args.severity))
@@ -215,6 +244,12 @@ def parser() -> argparse.ArgumentParser:
     ack.add_argument("incident")
     ack.add_argument("--role", default=None,
                      help="the role you acknowledge for (default: the only one waiting)")
+    for verb, fn, text in (("approve", cmd_approve, "let a step that waits for approval run"),
+                           ("reject", cmd_reject, "skip a step that waits for approval")):
+        decide = command(verb, fn, text + " (the first decision per step stands)")
+        decide.add_argument("incident")
+        decide.add_argument("step", help="the step's id, as kubectl mc describe shows it")
+        decide.add_argument("--reason", default=None, help="why, kept with the decision")
     sev = command("severity", cmd_severity, "declare the incident's severity")
     sev.add_argument("incident")
     sev.add_argument("severity", metavar="SEV1|SEV2|SEV3|SEV4")

@@ -13,8 +13,8 @@ from ..postmortem import duration
 from ..records import from_dict
 
 NONE = "-"
-BOARD = ("NAME", "RUNBOOK", "TARGET", "SEVERITY", "PHASE", "SLO", "FREEZE", "ACKED", "OWNER",
-         "AGE")
+BOARD = ("NAME", "RUNBOOK", "TARGET", "SEVERITY", "PHASE", "SLO", "FREEZE", "ACKED",
+         "APPROVAL", "OWNER", "AGE")
 
 
 def columns(rows: list[list[str]], *, indent: str = "") -> list[str]:
@@ -92,13 +92,19 @@ def acked(incident: Incident) -> str:
     return f"{len(roles & set(paged))}/{len(paged)}"
 
 
+def approval(incident: Incident) -> str:
+    """The step waiting for a person's approval, if one is: `rollback waiting`."""
+    step = incident.status.awaiting_approval
+    return f"{step} waiting" if step else NONE
+
+
 def board_row(body: dict, now: float, *, all_namespaces: bool) -> list[str]:
     i = Incident.of(body)
     target = i.spec.get("target") or {}
     row = [i.name, (i.spec.get("runbook") or {}).get("id", NONE),
            target.get("name", NONE), i.spec.get("severity") or NONE,
            i.status.phase if i.has_status else NONE, slo_left(i, now), freeze(i), acked(i),
-           i.spec.get("owner") or NONE, age(i.created, now)]
+           approval(i), i.spec.get("owner") or NONE, age(i.created, now)]
     return [i.namespace, *row] if all_namespaces else row
 
 
@@ -157,6 +163,7 @@ def describe(body: dict, now: float) -> str:
         severity += f" (the operator last acted on {s.severity})"
     head = [
         ["Name:", i.name], ["Namespace:", i.namespace],
+        *([["Cluster:", s.cluster]] if s.cluster else []),
         ["Runbook:", f"{runbook.get('id', NONE)} ({runbook.get('name', NONE)})"
                      + (f", policy {spec['policy']}" if spec.get("policy") else "")],
         ["Target:", f"{target.get('kind') or 'Deployment'} {target.get('namespace', '?')}/"
@@ -187,6 +194,8 @@ def describe(body: dict, now: float) -> str:
     for step in s.steps:
         steps.append([step.id, step.action, step.state, _took(step),
                       _one_line(step.message, 100) or NONE])
+        if step.approval and step.approval != step.message:
+            steps.append(["", "", "", "", f"gate: {_one_line(step.approval, 100)}"])
         steps += [["", "", "", "", f"changed {_change(c)}"] for c in step.changes]
     out += _section("Steps", ["ID", "ACTION", "STATE", "TOOK", "MESSAGE"], steps)
     by: dict[str, list[str]] = {}
@@ -244,6 +253,9 @@ def _next(i: Incident) -> list[str]:
     if waiting:
         lines.append(f"Acknowledge: kubectl mc ack {i.name}{ns} --role {waiting[0]}"
                      + (f"   (waiting: {', '.join(waiting)})" if len(waiting) > 1 else ""))
+    if s.awaiting_approval:
+        lines.append(f"Approve: kubectl mc approve {i.name} {s.awaiting_approval}{ns}   "
+                     f"(or reject: kubectl mc reject {i.name} {s.awaiting_approval}{ns})")
     if s.freeze is not None and s.freeze.active:
         lines.append(f"Lift the freeze: kubectl mc lift-freeze {i.name}{ns}")
     lines.append(f"Close: kubectl mc close {i.name}{ns} --action-item "

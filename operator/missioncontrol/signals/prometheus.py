@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import math
+import ssl
 from collections.abc import Awaitable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlencode
 
 import aiohttp
 
@@ -21,6 +23,9 @@ from ..model import AssessBlastRadius, Runbook
 
 # What a query's template variables become when it is only parsed, never run for a target.
 PLACEHOLDERS = {"namespace": "placeholder-namespace", "name": "placeholder-name"}
+# Longer encoded parameters go as a form POST (Prometheus takes both): proxies and load
+# balancers cut URLs at 4 to 8 KiB, and a policy's regex alternation grows with its targets.
+POST_ABOVE = 2048
 
 
 class PrometheusError(Exception):
@@ -54,57 +59,105 @@ class Answer:
 class Credentials:
     """How the operator proves who it is to a Prometheus behind authentication: a bearer
     token (an authenticating proxy, e.g. one that checks ServiceAccount tokens) or basic auth
-    (Prometheus's own web config, hosted services). The secrets are files, read at every
-    query: a rotated token or password is used at once, and none is ever in an argument."""
+    (Prometheus's own web config, hosted services), and the headers a multi-tenant one needs
+    (Mimir's and Cortex's X-Scope-OrgID): given as values (`extra_headers`, no secret), or in
+    a file of `Name: value` lines (a Secret). The secrets are files, read at every query: a
+    rotated token, password or header is used at once, and none is ever in an argument."""
     bearer_token_file: str | None = None
     username: str | None = None
     password_file: str | None = None
+    extra_headers: tuple[tuple[str, str], ...] = ()
+    headers_file: str | None = None
 
     def headers(self) -> dict[str, str]:
         """Raises PrometheusError when a file cannot be read: an unknown reading, as for an
         unreachable Prometheus."""
+        found = dict(self.extra_headers)
         try:
+            if self.headers_file:
+                found.update(parse_headers(Path(self.headers_file).read_text()))
             if self.bearer_token_file:
                 token = Path(self.bearer_token_file).read_text().strip()
-                return {"Authorization": f"Bearer {token}"}
-            if self.username is not None:
+                found["Authorization"] = f"Bearer {token}"
+            elif self.username is not None:
                 password = (Path(self.password_file).read_text().rstrip("\r\n")
                             if self.password_file else "")
                 pair = f"{self.username}:{password}".encode()
-                return {"Authorization": f"Basic {base64.b64encode(pair).decode()}"}
+                found["Authorization"] = f"Basic {base64.b64encode(pair).decode()}"
         except (OSError, UnicodeError, ValueError) as exc:
             raise PrometheusError(f"cannot read the Prometheus credentials: {exc}") from None
-        return {}
+        return found
+
+
+def parse_headers(text: str) -> dict[str, str]:
+    """`Name: value` lines (blank lines and # comments skipped). A bad line is named by its
+    number only: its value may be a secret."""
+    found: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        name, sep, value = line.partition(":")
+        name = name.strip()
+        if not sep or not name or any(c in name for c in " \t()<>@,;\\\"/[]?={}"):
+            raise ValueError(f"line {number} of the headers file is not `Name: value`")
+        found[name] = value.strip()
+    return found
+
+
+def header_flag(text: str) -> tuple[str, str]:
+    """`--prometheus-header NAME=VALUE` (or `NAME: VALUE`) as a (name, value) pair."""
+    name, sep, value = text.partition("=") if "=" in text else text.partition(":")
+    if not sep or not name.strip() or " " in name.strip():
+        raise ValueError(f"--prometheus-header {text!r}: write NAME=VALUE, like "
+                         f"X-Scope-OrgID=team-a")
+    return name.strip(), value.strip()
 
 
 class Prometheus:
     def __init__(self, url: str, *, timeout: float = 5.0, connect_timeout: float = 2.0,
-                 credentials: Credentials | None = None) -> None:
+                 credentials: Credentials | None = None, ca_file: str | None = None) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.credentials = credentials or Credentials()
+        self.ca_file = ca_file   # the CA bundle to verify an https Prometheus with
+
+    def _tls(self) -> ssl.SSLContext | bool:
+        """TLS is always verified: against `ca_file` when given (read at every query, like
+        the credentials: a renewed bundle is used at once), else the system's CAs."""
+        if not self.ca_file:
+            return True
+        try:
+            return ssl.create_default_context(cafile=self.ca_file)
+        except (OSError, ssl.SSLError) as exc:
+            raise PrometheusError(f"cannot read the Prometheus CA bundle: {exc}") from None
 
     async def _get(self, path: str, params: dict[str, str]) -> dict:
         # One session per call: nothing to close at exit, nothing bound to another loop, and
         # a hung connection dies with its call.
         deadline = aiohttp.ClientTimeout(total=self.timeout, connect=self.connect_timeout)
         headers = self.credentials.headers()
+        verify = self._tls()
+        long = len(urlencode(params)) > POST_ABOVE
+        request = dict(data=params) if long else dict(params=params)
         try:
             async with aiohttp.ClientSession(timeout=deadline) as session, \
-                    session.get(f"{self.url}{path}", params=params, headers=headers) as response:
+                    session.request("POST" if long else "GET", f"{self.url}{path}",
+                                    headers=headers, ssl=verify, **request) as response:
                 try:
                     body = await response.json(content_type=None)
                 except ValueError:
                     body = None
+                # A refusal first, whatever its body: a proxy in front of Prometheus (a
+                # tenant gateway, an auth proxy) may answer 401 in Prometheus's own format.
+                if response.status in (401, 403):
+                    raise PrometheusError(f"HTTP {response.status} from {path}: check the "
+                                          "Prometheus credentials (--prometheus-*)")
                 if isinstance(body, dict) and body.get("status") == "error":
                     raise QueryError(str(body.get("errorType") or "error"),
                                      str(body.get("error") or ""))
                 if response.status == 404:
                     raise EndpointMissing(f"HTTP 404 from {path}")
-                if response.status in (401, 403):
-                    raise PrometheusError(f"HTTP {response.status} from {path}: check the "
-                                          "Prometheus credentials (--prometheus-*)")
                 if response.status != 200 or not isinstance(body, dict):
                     raise PrometheusError(f"HTTP {response.status} from {path}")
                 return body
