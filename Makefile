@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export PYTHONPATH := tests
 
-.PHONY: help venv system-deps control-plane helm chart-files deps test unit lint demo bench cluster-up cluster-down clean plugin-archive
+.PHONY: help venv system-deps control-plane helm chart-files deps test unit lint demo bench bench-scale cluster-up cluster-down clean plugin-archive
 
 help:
 	@echo "make demo          a local cluster, the operator, a broken release: freeze, rollback, recovery"
@@ -71,6 +71,11 @@ demo: deps
 # with BENCH_ARGS, e.g. make bench BENCH_ARGS="--iterations 30".
 bench: deps
 	@$(PY) bench/rollback.py $(BENCH_ARGS)
+
+# What guarding a fleet costs (bench/README.md), e.g.
+# make bench-scale BENCH_ARGS="--deployments 1000 --namespaces 100 --policies 20".
+bench-scale: deps
+	@$(PY) bench/scale.py $(BENCH_ARGS)
 
 # The krew archive of `kubectl mc` and its manifest with the archive's sha256, in dist/.
 plugin-archive: venv

@@ -78,6 +78,8 @@ class ControlPlane:
     kubeconfig: Path | None = None
     server: str = ""
     apiserver: Proc | None = None
+    # More kube-apiserver flags (the scale bench's audit log).
+    apiserver_args: tuple[str, ...] = ()
     _admin_tls: ssl.SSLContext | None = None
 
     def binary(self, name: str) -> str:
@@ -142,6 +144,7 @@ class ControlPlane:
             "--enable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook",
             "--profiling=false",
             "--v=1",
+            *self.apiserver_args,
         ], logs / "kube-apiserver.log").start()
         self.procs.append(apiserver)
         self.apiserver = apiserver
