@@ -10,6 +10,8 @@ export PYTHONPATH := tests
 
 help:
 	@echo "make demo          a local cluster, the operator, a broken release: freeze, rollback, recovery"
+	@echo "make demo DEMO=rb-002   RB-002 on a real PostgreSQL primary and replica"
+	@echo "make demo DEMO=rb-003   RB-003 on a real Redis queue"
 	@echo "make test          install what the tests need, then run every test"
 	@echo "make unit          the fast unit tests only"
 	@echo "make cluster-up    start the control plane, node simulator and Prometheus in the background"
