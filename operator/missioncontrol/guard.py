@@ -277,8 +277,8 @@ class _Round:
         # check after the window (pause.held says which targets wait for it).
         if fired and was_armed and self.paused is None:
             state = state.distrust_current()
-            name = await open_incident(self.ctx, self.resolved.policy, runbook, target, state,
-                                       _evidence(state, made), fired, self.now)
+            name = await open_incident(self.ctx, self.resolved, target, state,
+                                       (_evidence(state, made), fired), now=self.now)
             state = replace(state, incident=name)
             self.opened.append(name)
         return state
@@ -395,11 +395,14 @@ def _prometheus_readings(ctx: Context, owner: tuple[str, str], runbook: Runbook,
     return out
 
 
-async def open_incident(ctx: Context, policy: Policy, runbook: Runbook, target: Target,
-                        state: TargetState, made: list[Check], fired: list[Check],
-                        now: float) -> str:
+async def open_incident(ctx: Context, resolved: Resolved, target: Target, state: TargetState,
+                        checks: tuple[list[Check], list[Check]], *, now: float) -> str:
     """Open one Incident for this failure. The name is derived from the release, so a retry
-    (or a second operator) finds the same Incident instead of opening another."""
+    (or a second operator) finds the same Incident instead of opening another. `checks`:
+    the evidence (the checks just made and the last of every other condition), and those of
+    them that fired."""
+    policy, runbook = resolved.policy, resolved.runbook
+    made, fired = checks
     namespace, deployment = target.key
     existing = await ctx.kube.list("Incident", namespace, label_selector=(
         f"{LABEL_TARGET}={deployment},{LABEL_POLICY}={policy.name}"))
