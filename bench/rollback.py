@@ -23,6 +23,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
@@ -54,6 +55,46 @@ def epoch(iso: str) -> float:
 
 class BenchFailed(RuntimeError):
     pass
+
+
+def scratch(prefix: str) -> Path:
+    """The bench's own folder for everything it starts (temp files too), and SIGTERM/SIGHUP
+    made an interrupt, so that every way out stops what it started."""
+    def interrupted(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, interrupted)
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    tempfile.tempdir = str(root)
+    os.environ["TMPDIR"] = str(root)
+    return root
+
+
+def run_bench(bench: Any, root: Path, stages: Callable[[], None]) -> int:
+    """Run the stages, then stop what `bench` started and remove `root`, however they end:
+    0, 130 when interrupted, 1 when the bench or the harness failed (with the operator's last
+    log lines)."""
+    code = 0
+    try:
+        stages()
+    except KeyboardInterrupt:
+        print("interrupted: stopping everything", file=sys.stderr)
+        code = 130
+    except (BenchFailed, HarnessError) as exc:
+        print(f"BENCH FAILED: {exc}", file=sys.stderr)
+        if bench.operator:
+            print(f"last lines of the operator's log:\n{bench.operator.tail(40)}",
+                  file=sys.stderr)
+        code = 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        try:
+            bench.stop()
+        finally:
+            shutil.rmtree(root, ignore_errors=True)
+    return code
 
 
 # -- the objects --------------------------------------------------------------------------------
@@ -399,18 +440,11 @@ def main() -> int:
     if args.iterations < 1:
         parser.error("--iterations must be at least 1")
 
-    def interrupted(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, interrupted)
-    root = Path(tempfile.mkdtemp(prefix="mission-control-bench-"))
-    tempfile.tempdir = str(root)
-    os.environ["TMPDIR"] = str(root)
+    root = scratch("mission-control-bench-")
     bench = Bench(root, args)
     samples: list[Sample] = []
-    code = 0
-    try:
+
+    def stages() -> None:
         bench.setup()
         seen: set[str] = set()
         for n in range(args.iterations):
@@ -420,22 +454,8 @@ def main() -> int:
                 f"{sample.release_to_open:.2f} s after the release; template restored "
                 f"{sample.third_check_to_restored * 1000:.0f} ms after the third failed check")
         bench.read_peak_rss()
-    except KeyboardInterrupt:
-        print("interrupted: stopping everything", file=sys.stderr)
-        code = 130
-    except (BenchFailed, HarnessError) as exc:
-        print(f"BENCH FAILED: {exc}", file=sys.stderr)
-        if bench.operator:
-            print(f"last lines of the operator's log:\n{bench.operator.tail(40)}",
-                  file=sys.stderr)
-        code = 1
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        try:
-            bench.stop()
-        finally:
-            shutil.rmtree(root, ignore_errors=True)
+
+    code = run_bench(bench, root, stages)
     if code == 0:
         met = report(samples, args.target, bench.peak_rss_kib)
         if not met and args.fail_on_miss:

@@ -20,11 +20,8 @@ import datetime
 import json
 import os
 import re
-import shutil
-import signal
 import statistics
 import sys
-import tempfile
 import threading
 import time
 import urllib.request
@@ -38,13 +35,13 @@ sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "operator"))
 
 from kubernetes import client, config, watch  # noqa: E402
-from rollback import epoch, quantile  # noqa: E402
+from rollback import BenchFailed, epoch, quantile, run_bench, scratch  # noqa: E402
 
 from harness import kubectl, objects  # noqa: E402
 from harness.cluster import LocalCluster  # noqa: E402
 from harness.controlplane import ControlPlane  # noqa: E402
 from harness.crds import install as install_crds  # noqa: E402
-from harness.procs import HarnessError, Proc, free_port, wait_for  # noqa: E402
+from harness.procs import Proc, free_port, wait_for  # noqa: E402
 from missioncontrol import tls  # noqa: E402
 
 GROUP, VERSION = "missioncontrol.dev", "v1alpha1"
@@ -58,10 +55,6 @@ STARTED = time.monotonic()
 def log(text: str) -> None:
     now = datetime.datetime.now().strftime("%H:%M:%S")
     print(f"{now} +{time.monotonic() - STARTED:6.1f}s  {text}", flush=True)
-
-
-class BenchFailed(RuntimeError):
-    pass
 
 
 # -- the fleet ----------------------------------------------------------------------------------
@@ -440,38 +433,17 @@ def main() -> int:
     if not 1 <= args.policies <= args.namespaces <= args.deployments:
         parser.error("need 1 <= policies <= namespaces <= deployments")
 
-    def interrupted(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt(signal.Signals(signum).name)
-
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, interrupted)
-    root = Path(tempfile.mkdtemp(prefix="mission-control-scale-"))
-    tempfile.tempdir = str(root)
-    os.environ["TMPDIR"] = str(root)
+    root = scratch("mission-control-scale-")
     bench = Bench(root, args)
-    code = 0
-    try:
+
+    def stages() -> None:
         bench.start_cluster()
         bench.build_fleet()
         bench.start_operator()
         bench.measure_idle()
         bench.broken_releases()
-    except KeyboardInterrupt:
-        print("interrupted: stopping everything", file=sys.stderr)
-        code = 130
-    except (BenchFailed, HarnessError) as exc:
-        print(f"BENCH FAILED: {exc}", file=sys.stderr)
-        if bench.operator:
-            print(f"last lines of the operator's log:\n{bench.operator.tail(40)}",
-                  file=sys.stderr)
-        code = 1
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        try:
-            bench.stop()
-        finally:
-            shutil.rmtree(root, ignore_errors=True)
+
+    code = run_bench(bench, root, stages)
     if bench.figures.window:
         report(bench.fleet, bench.figures)
     return code
