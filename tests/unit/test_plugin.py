@@ -3,7 +3,11 @@ as the API returns them."""
 
 from __future__ import annotations
 
+import copy
+from types import SimpleNamespace
+
 import pytest
+from kubernetes.client import ApiException
 
 from missioncontrol import timeutil
 from missioncontrol.plugin import edits, main, view
@@ -150,6 +154,58 @@ def test_a_later_acknowledgement_is_appended_never_replacing_the_list() -> None:
     # Another person for a role already acknowledged: kept beside the first.
     assert edits.acknowledgement(body, role="release-owner", by="bob", now=T0)[1][0][
         "path"] == "/spec/acknowledgements/-"
+
+
+class Racing:
+    """A cluster where a colleague's acknowledgement lands between our read and our write;
+    the API server refuses a failed `test` with a bare 422, as a real one (v1.37) does."""
+
+    def __init__(self, body: dict, *, colleague: dict | None, refusal: int | None = None
+                 ) -> None:
+        self.body, self.colleague, self.refusal, self.patches = body, colleague, refusal, []
+
+    def get(self, kind: str, namespace: str, name: str) -> dict:
+        return copy.deepcopy(self.body)
+
+    def json_patch(self, kind: str, namespace: str, name: str, ops: list[dict]) -> dict:
+        self.patches.append(ops)
+        if self.colleague is not None:
+            self.body["spec"]["acknowledgements"] = [self.colleague]
+            self.colleague = None
+        spec = self.body["spec"]
+        if self.refusal is not None:
+            raise ApiException(status=self.refusal, reason="Forbidden")
+        if ops[0]["op"] == "test" and spec.get("acknowledgements") is not None:
+            raise ApiException(status=422, reason="Unprocessable Entity")
+        for op in ops:
+            if op["path"] == "/spec/acknowledgements":
+                spec["acknowledgements"] = op["value"]
+            elif op["path"] == "/spec/acknowledgements/-":
+                spec["acknowledgements"].append(op["value"])
+        return copy.deepcopy(self.body)
+
+
+def test_an_acknowledgement_racing_a_colleagues_first_one_is_appended_beside_it() -> None:
+    grace = {"role": "oncall-backend", "by": "grace", "at": at(0)}
+    racing = Racing(incident(), colleague=grace)
+    session = SimpleNamespace(cluster=racing, namespace="shop")
+    written, wrote = main._append(session, "inc", lambda body: edits.acknowledgement(
+        body, role="release-owner", by="ada", now=T0)[1])
+    assert wrote and [a["by"] for a in written["spec"]["acknowledgements"]] == ["grace", "ada"]
+    assert [ops[0]["op"] for ops in racing.patches] == ["test", "add"]
+
+
+def test_a_refusal_of_the_change_itself_is_not_retried() -> None:
+    racing = Racing(incident(), colleague=None, refusal=403)
+    session = SimpleNamespace(cluster=racing, namespace="shop")
+    with pytest.raises(ApiException):
+        main._append(session, "inc", lambda body: edits.close(body, []))
+    assert len(racing.patches) == 1
+    # A 422 with the list still absent is the API's rule refusing it: its words, at once.
+    assert not edits.overtaken([{"op": "test", "path": "/spec/actionItems", "value": None}],
+                               incident())
+    assert edits.overtaken([{"op": "test", "path": "/spec/actionItems", "value": None}],
+                           incident(actionItems=[{"title": "x"}]))
 
 
 def test_the_role_must_be_said_when_it_is_not_obvious() -> None:

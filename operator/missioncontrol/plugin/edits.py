@@ -33,6 +33,20 @@ def append(path: str, current: list | None, entries: list[dict]) -> list[dict]:
     return [{"op": "add", "path": f"{path}/-", "value": e} for e in entries]
 
 
+def overtaken(ops: list[dict], incident: dict) -> bool:
+    """Did a colleague create the list these ops `test` to be absent (so the API server
+    refused them)? It answers such a refusal with a bare 422 Invalid, the same as any other,
+    so the caller asks the object as it is now."""
+    tested = [op["path"] for op in ops if op.get("op") == "test" and op.get("value") is None]
+    for path in tested:
+        node: object = incident
+        for key in path.strip("/").split("/"):
+            node = node.get(key) if isinstance(node, dict) else None
+        if node is not None:
+            return True
+    return False
+
+
 @dataclass(frozen=True)
 class Ack:
     role: str

@@ -22,7 +22,7 @@ from .api import Cluster, refusal
 
 INCIDENT, POLICY = "Incident", "IncidentPolicy"
 RESOURCE = {INCIDENT: "incident.missioncontrol.dev", POLICY: "incidentpolicy.missioncontrol.dev"}
-RETRIES = 3   # re-reads when a concurrent edit made an append's precondition fail
+RETRIES = 3   # writes of an append, when colleagues keep creating its list first
 
 
 class Session:
@@ -110,21 +110,38 @@ def cmd_postmortem(s: Session) -> int:
 
 # -- writing ----------------------------------------------------------------------------------
 def cmd_ack(s: Session) -> int:
-    by = s.cluster.whoami()
-    name = s.args.incident
-    for attempt in range(RETRIES):
-        body = s.cluster.get(INCIDENT, s.namespace, name)
+    by, acked = s.cluster.whoami(), []
+
+    def build(body: dict) -> list[dict] | None:
         ack, ops = edits.acknowledgement(body, role=s.args.role, by=by, now=time.time())
+        acked[:] = [ack]
+        return ops
+
+    body, wrote = _append(s, s.args.incident, build)
+    (ack,) = acked
+    return s.done(INCIDENT, body, f"acknowledged ({ack.role} by {ack.by})" if wrote
+                  else f"already acknowledged ({ack.role} by {ack.by})")
+
+
+def _append(s: Session, name: str, build: Callable[[dict], list[dict] | None]) -> tuple[
+        dict, bool]:
+    """Write the JSON patch `build` makes from the incident as read (edits.append): (the
+    incident as written, True), or (as read, False) when `build` finds it already there. When
+    a colleague created the list meanwhile the patch's `test` fails: it is built again from
+    the incident as it is then, RETRIES times at most."""
+    body = s.cluster.get(INCIDENT, s.namespace, name)
+    for attempt in range(RETRIES):
+        ops = build(body)
         if ops is None:
-            return s.done(INCIDENT, body, f"already acknowledged ({ack.role} by {ack.by})")
+            return body, False
         try:
-            written = s.cluster.json_patch(INCIDENT, s.namespace, name, ops)
+            return s.cluster.json_patch(INCIDENT, s.namespace, name, ops), True
         except ApiException as exc:
-            # The list appeared since it was read (a colleague acknowledged): append to it.
-            if _test_failed(exc) and attempt + 1 < RETRIES:
-                continue
-            raise
-        return s.done(INCIDENT, written, f"acknowledged ({ack.role} by {ack.by})")
+            if exc.status != 422 or attempt + 1 == RETRIES:
+                raise
+            body = s.cluster.get(INCIDENT, s.namespace, name)
+            if not edits.overtaken(ops, body):
+                raise   # a refusal of the change itself (a rule of the CRD): its words
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -138,23 +155,14 @@ def cmd_reject(s: Session) -> int:
 
 def _decide(s: Session, decision: str) -> int:
     """Append a go or no for a gated step (see edits.approval), as who the API server says."""
-    by, name, step = s.cluster.whoami(), s.args.incident, s.args.step
+    by, step = s.cluster.whoami(), s.args.step
     verb = decision.lower()
-    for attempt in range(RETRIES):
-        body = s.cluster.get(INCIDENT, s.namespace, name)
-        ops = edits.approval(body, step=step, decision=decision, by=by, now=time.time(),
-                             reason=s.args.reason or "")
-        if ops is None:
-            return s.done(INCIDENT, body, f"step {step} already {verb}")
-        try:
-            written = s.cluster.json_patch(INCIDENT, s.namespace, name, ops)
-        except ApiException as exc:
-            if _test_failed(exc) and attempt + 1 < RETRIES:
-                continue
-            raise
-        return s.done(INCIDENT, written, f"step {step} {verb} by {by} (the operator acts on it "
-                                         f"at its next round)")
-    raise AssertionError("unreachable")  # pragma: no cover
+    body, wrote = _append(s, s.args.incident, lambda body: edits.approval(
+        body, step=step, decision=decision, by=by, now=time.time(), reason=s.args.reason or ""))
+    if not wrote:
+        return s.done(INCIDENT, body, f"step {step} already {verb}")
+    return s.done(INCIDENT, body, f"step {step} {verb} by {by} (the operator acts on it at its "
+                                  f"next round)")
 
 
 def cmd_severity(s: Session) -> int:
@@ -171,18 +179,9 @@ def cmd_lift_freeze(s: Session) -> int:
 
 def cmd_close(s: Session) -> int:
     items = [edits.action_item(text) for text in s.args.action_item]
-    name = s.args.incident
-    for attempt in range(RETRIES):
-        body = s.cluster.get(INCIDENT, s.namespace, name)
-        try:
-            written = s.cluster.json_patch(INCIDENT, s.namespace, name, edits.close(body, items))
-        except ApiException as exc:
-            if _test_failed(exc) and attempt + 1 < RETRIES:
-                continue
-            raise
-        count = len(written["spec"].get("actionItems") or [])
-        return s.done(INCIDENT, written, f"closed ({count} action item(s))")
-    raise AssertionError("unreachable")  # pragma: no cover
+    written, _ = _append(s, s.args.incident, lambda body: edits.close(body, items))
+    count = len(written["spec"].get("actionItems") or [])
+    return s.done(INCIDENT, written, f"closed ({count} action item(s))")
 
 
 def cmd_pause(s: Session) -> int:
@@ -196,11 +195,6 @@ def cmd_pause(s: Session) -> int:
 def cmd_resume(s: Session) -> int:
     written = s.cluster.merge_patch(POLICY, s.namespace, s.args.policy, edits.resume())
     return s.done(POLICY, written, "resumed")
-
-
-def _test_failed(exc: ApiException) -> bool:
-    """A JSON patch whose `test` no longer holds (see edits.append)."""
-    return exc.status == 422 and "test" in str(exc.body or "").lower()
 
 
 # -- the command line -------------------------------------------------------------------------
