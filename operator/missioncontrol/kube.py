@@ -159,12 +159,15 @@ class Health:
     def seconds_since_success(self) -> float:
         return max(0.0, self.clock() - self.last_success)
 
-    def succeeded(self) -> None:
+    def succeeded(self, *, sent: float | None = None) -> None:
         self.last_success = self.clock()
-        self.answered()
+        self.answered(sent=sent)
 
-    def answered(self) -> None:
-        if self.down_since is None:
+    def answered(self, *, sent: float | None = None) -> None:
+        """The API server answered a request `sent` then (monotonic; None: just now). An
+        answer to a request sent before the outage began (one it was still draining as it
+        stopped) says nothing of its return, and ends nothing."""
+        if self.down_since is None or (sent is not None and sent < self.down_since):
             return
         away = self.clock() - self.down_since
         self.logger.warning("Kubernetes API server answering again after %.1f s (%s)",
@@ -262,16 +265,17 @@ class Kube:
     async def call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         kwargs.setdefault("_request_timeout", self.timeout)
         loop = asyncio.get_running_loop()
+        sent = self.health.clock()
         try:
             result = await loop.run_in_executor(self.executor,
                                                 functools.partial(fn, *args, **kwargs))
         except Exception as exc:
-            self._raise_classified(exc)
+            self._raise_classified(exc, sent=sent)
             raise
-        self.health.succeeded()
+        self.health.succeeded(sent=sent)
         return result
 
-    def _raise_classified(self, exc: Exception) -> None:
+    def _raise_classified(self, exc: Exception, *, sent: float) -> None:
         reason = unreachable(exc)
         if reason is not None:
             if self.health.unreachable(reason):
@@ -283,7 +287,7 @@ class Kube:
             # ("not all HTTP paths installed yet") before its /readyz says it serves.
             raise Unavailable(reason, answered=True) from exc
         if isinstance(exc, ApiException):
-            self.health.answered()   # a refusal (404, 409...) is an answer
+            self.health.answered(sent=sent)   # a refusal (404, 409...) is an answer
             answer = typed(exc)
             if answer is not exc:
                 raise answer from exc

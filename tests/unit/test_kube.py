@@ -116,6 +116,27 @@ def test_one_warning_when_it_stops_and_one_with_its_duration_when_it_answers(cap
     assert not health.down and health.seconds_since_success() == 0 and health.outages == 1
 
 
+def test_an_answer_to_a_request_sent_before_the_outage_does_not_end_it(caplog) -> None:
+    # A stopping API server drains what it was already serving: one of those answers,
+    # arriving after another request found it gone, is no sign it is back.
+    clock = Clock()
+    health = Health(clock=clock)
+    with caplog.at_level(logging.INFO, logger="missioncontrol.kube"):
+        sent_before = clock.now
+        clock.now += 1
+        health.unreachable("connection reset")
+        clock.now += 0.5
+        health.succeeded(sent=sent_before)
+        health.answered(sent=sent_before)
+        assert health.down and health.outages == 1
+        assert health.seconds_since_success() == 0   # an answer all the same
+        clock.now += 20
+        health.succeeded(sent=clock.now)
+    assert [r.getMessage() for r in caplog.records] == [
+        "Kubernetes API server not answering (connection reset): retrying until it does",
+        "Kubernetes API server answering again after 20.5 s (connection reset)"]
+
+
 async def test_a_pause_ends_when_the_outage_does() -> None:
     health = Health()
     health.unreachable("connection refused")

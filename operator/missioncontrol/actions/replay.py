@@ -3,6 +3,8 @@ once however often the step runs)."""
 
 from __future__ import annotations
 
+import asyncio
+
 from .. import labels, tenancy
 from ..incident import Change
 from ..kube import ApiException
@@ -11,6 +13,10 @@ from ..model import ReplaySample, Step
 from .base import Action, StepContext, StepResult
 
 SAMPLE_LIMIT = 256 * 1024   # bytes of events carried in the Job (the object stays small)
+# A consumer writes its sample every few seconds (the contract: docs/contracts/
+# rb-003-webhook-consumer.md), so right after detection it may not be there yet: the step
+# looks again once a second for this long before it fails.
+SAMPLE_WAIT = 30
 
 
 async def sample_of(ctx: StepContext, params: ReplaySample) -> list[str] | None:
@@ -35,17 +41,29 @@ async def sample_of(ctx: StepContext, params: ReplaySample) -> list[str] | None:
     return events or None
 
 
+async def awaited_sample(ctx: StepContext, params: ReplaySample, *,
+                         wait: int = SAMPLE_WAIT, pause: float = 1.0) -> list[str] | None:
+    """The sample, looked for again once a `pause` for up to `wait` looks."""
+    for look in range(wait):
+        events = await sample_of(ctx, params)
+        if events is not None or params.sample_from is None:
+            return events
+        if look + 1 < wait:
+            await asyncio.sleep(pause)
+    return None
+
+
 async def replay_sample(ctx: StepContext, step: Step) -> StepResult:
     params: ReplaySample = step.params
     job_name = f"replay-{ctx.name}"[:63]
     container = {"name": "replay", "image": params.image,
                  "env": [{"name": "SAMPLE_SIZE", "value": str(params.sample)},
                          {"name": "INCIDENT", "value": f"{ctx.namespace}/{ctx.name}"}]}
-    events = await sample_of(ctx, params)
+    events = await awaited_sample(ctx, params)
     if params.sample_from is not None and events is None:
         return StepResult.failed(f"no sample to replay: ConfigMap {ctx.target[0]}/"
                                  f"{params.sample_from[0]} has no events under "
-                                 f"{params.sample_from[1]}")
+                                 f"{params.sample_from[1]} after {SAMPLE_WAIT} s")
     if events is not None:
         container["env"] += [{"name": "SAMPLE_EVENTS", "value": "\n".join(events)}]
     if params.command:
