@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
-from . import comms, gates, metrics, people, recovery, reverts, tenancy
+from . import comms, gates, gitops, metrics, people, recovery, reverts, tenancy
 from . import incident as inc
 from .actions import ACTIONS, StepContext, StepResult
 from .actions import action as action_of
@@ -138,7 +138,7 @@ class Run:
                 if self.status.phase == inc.CLOSED and not reverts.owed(self.status):
                     return
                 if not (self.status.open or comms.owed(self.status) or reverts.owed(self.status)
-                        or _close_asked(self.body["spec"])):
+                        or gitops.holding(self.status) or _close_asked(self.body["spec"])):
                     # Nothing left: kopf stops this daemon as its filter stops matching. It
                     # must not return by itself: kopf never starts a daemon that did so
                     # again for the object, and a close asked later is this daemon's work
@@ -171,6 +171,8 @@ class Run:
             return 0.0
         # Owed undo needs only the status: it goes on whatever became of the runbook.
         await self.revert()
+        if gitops.holding(self.status):
+            await self.watch_hold()
         loaded = await self.load()
         if isinstance(loaded, str):
             await self.apply(lambda s: inc.note(s, self.e.clock(), "Failed", loaded)
@@ -184,7 +186,8 @@ class Run:
             # Kept: its postmortem, and whoever runs it next, name the cluster it was in.
             await self.apply(lambda s: replace(s, cluster=self.e.cluster))
         if not self.status.open:
-            return await people.deliver_owed(self, loaded)
+            wait = await people.deliver_owed(self, loaded)
+            return min(wait, self.e.tick) if gitops.holding(self.status) else wait
         if loaded.gone is not None or self.status.automation_stopped:
             await self.stop_automation(loaded)
             await self.escalate_on_time(loaded)
@@ -540,10 +543,13 @@ class Run:
                                          now=now, reason=reason)
 
         def change(s: inc.IncidentStatus) -> inc.IncidentStatus:
+            was_open = s.open
             s = recovery.progress(s, loaded.runbook, health, now)
             if s.phase == inc.RESOLVED:   # what is undone on resolution, in the same write
                 s = reverts.plan(gates.abandon(s, now, "the incident resolved"), now,
                                  inc.RESOLVED)
+                if was_open and gitops.holding(s):
+                    s = inc.note(s, now, "FreezeHeld", gitops.held_message(s.gitops))
             if lifted is not None:
                 s = inc.note(replace(s, freeze=lifted), now, "FreezeLifted",
                              f"deploy freeze lifted: {reason}")
@@ -646,13 +652,45 @@ class Run:
         else:   # the judgement and its escalation land in one write
             await self.escalate(loaded, f"{VERIFY_KEY}:{step.id}", why, also=judged)
 
+    async def watch_hold(self) -> None:
+        """A resolved incident holding its freeze for a suspended GitOps owner: once the
+        source revision moves on (a fix in Git) or a person lifts the freeze, lift it and
+        resume GitOps (the suspending step's undo), in that order: what GitOps applies next
+        must pass the freeze."""
+        hold = self.status.gitops
+        lift_asked = bool(self.body["spec"].get("liftFreeze"))
+        current = None
+        if not lift_asked:
+            owner = gitops.Owner(gitops.OWNERS[hold.kind], hold.namespace, hold.name)
+            current, _ = await gitops.revision(self.e.kube, owner)
+        why = gitops.hold_over(hold, current, lift_asked=lift_asked)
+        if why is None:
+            return
+        now = self.e.clock()
+        freeze = self.status.freeze
+        lifted = await freezing.lift(self.e.kube, incident=self.name, namespace=self.namespace,
+                                     freeze=freeze, now=now, reason=why) \
+            if freeze is not None and freeze.active else None
+
+        def change(s: inc.IncidentStatus) -> inc.IncidentStatus:
+            s = replace(s, gitops=replace(s.gitops, released_at=now, released_because=why))
+            if lifted is not None:
+                s = inc.note(replace(s, freeze=lifted), now, "FreezeLifted",
+                             f"deploy freeze lifted: {why}")
+            return reverts.plan_one(s, now, hold.step, f"resuming GitOps: {why}")
+
+        await self.apply(change)
+        await self.revert()
+
     def freeze_lift_reason(self, loaded: Loaded, status: inc.IncidentStatus,
                            now: float) -> str | None:
         freeze = status.freeze
         if freeze is None or not freeze.active:
             return None
-        if status.phase == inc.RESOLVED:
+        if status.phase == inc.RESOLVED and not gitops.holding(status):
             return "the incident is resolved"
+        if status.phase == inc.RESOLVED:
+            return None   # held for its suspended GitOps owner: watch_hold ends it
         if self.body["spec"].get("liftFreeze"):
             return "lifted by hand (spec.liftFreeze)"
         return next((why for step in loaded.runbook.steps

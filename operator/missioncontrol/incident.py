@@ -175,6 +175,21 @@ class Freeze:
 
 
 @dataclass(frozen=True)
+class GitOpsHold:
+    """The GitOps owner a step suspended (gitops.py): the freeze holds past resolution until
+    its source revision moves on from `revision` or a person lifts it."""
+    step: str                       # the suspendGitOps step, whose undo resumes it
+    kind: str                       # Kustomization, HelmRelease, Application
+    namespace: str
+    name: str
+    source: str = ""                # where the revision is read ("GitRepository ns/name")
+    revision: str | None = None     # the broken one, as suspended
+    suspended_at: float | None = stamp()
+    released_at: float | None = stamp()
+    released_because: str = ""
+
+
+@dataclass(frozen=True)
 class RollbackRecord:
     from_revision: int | None = None
     to_revision: int | None = None
@@ -236,6 +251,7 @@ class IncidentStatus:
     channel: Channel | None = None
     escalations: tuple[EscalationRecord, ...] = ()
     freeze: Freeze | None = None
+    gitops: GitOpsHold | None = None
     rollback: RollbackRecord | None = None
     timeline: tuple[TimelineEntry, ...] = ()
     observed_generation: int | None = None

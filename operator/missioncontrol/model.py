@@ -20,7 +20,7 @@ MODES = ("enforce", "dryRun")
 ROUTE_TYPES = ("PagerDuty", "Slack", "Webhook")
 ACTIONS = ("freezeDeployments", "assessBlastRadius", "rollback", "routeReadsToReplica",
            "setFlags", "rateLimit", "pauseConsumers", "replaySample", "identifySlowQueries",
-           "notify")
+           "notify", "suspendGitOps")
 REVERT_ON = ("Resolved", "Closed")
 ON_NO_EFFECT = ("escalate", "revert", "continue")
 APPROVAL = ("required", "none")
@@ -298,6 +298,11 @@ class Notify:
     message: str = ""
 
 
+@dataclass(frozen=True)
+class SuspendGitOps:
+    argocd_namespace: str = "argocd"   # where Applications live unless their name says
+
+
 def _parse_params(action: str, r: Reader) -> Any:
     if action == "freezeDeployments":
         return FreezeDeployments(r.str("scope", "Deployment", choices=("Deployment", "Namespace")),
@@ -339,6 +344,8 @@ def _parse_params(action: str, r: Reader) -> Any:
                                    r.int("top", 10, minimum=1))
     if action == "notify":
         return Notify(r.strings("roles", required=True, choices=ROLES), r.str("message", ""))
+    if action == "suspendGitOps":
+        return SuspendGitOps(r.str("argoCDNamespace", "argocd"))
     raise ModelError(r.path, f"unknown action {action!r}")
 
 

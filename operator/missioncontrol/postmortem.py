@@ -377,6 +377,20 @@ class _Postmortem:
         if f.allowed_template_hash:
             lines += ["", "Rolling back to the last healthy pod template (fingerprint "
                       f"`{f.allowed_template_hash}`) stayed allowed during the freeze."]
+        return lines + self.gitops()
+
+    def gitops(self) -> list[str]:
+        g = self.s.gitops
+        if g is None:
+            return []
+        at = f" at revision `{g.revision}`" if g.revision else " (its revision unknown)"
+        lines = ["", f"GitOps: {g.kind} `{g.namespace}/{g.name}` suspended {when(g.suspended_at)}"
+                 f"{at}, read from {g.source or 'its own status'}."]
+        if g.released_at is None:
+            lines.append("Still suspended: the freeze holds until its source revision moves on "
+                         "or a person lifts it; closing the incident resumes it.")
+        else:
+            lines.append(f"Resumed {when(g.released_at)}: {_sentence(g.released_because)}")
         return lines
 
     def rollback(self) -> list[str]:

@@ -20,7 +20,9 @@ from missioncontrol.kube import ApiException, Conflict, Health, NotFound
 OPERATOR = "missioncontrol"   # the field manager of the operator's own writes
 PLURAL_KINDS = {"runbooks": "Runbook", "incidentpolicies": "IncidentPolicy",
                 "incidents": "Incident", "serviceownerships": "ServiceOwnership",
-                "scaledobjects": "ScaledObject"}   # KEDA's: in a test that adds some
+                "scaledobjects": "ScaledObject",   # KEDA's: in a test that adds some
+                "kustomizations": "Kustomization", "gitrepositories": "GitRepository",
+                "applications": "Application"}     # Flux's and Argo CD's, likewise
 
 
 class FakeKube:

@@ -165,7 +165,8 @@ def test_a_declared_incident_is_taken_in_with_its_runbook_and_last_healthy_relea
     assert status.phase == inc.DETECTED and status.open
     assert status.mode == "enforce" and status.severity == "SEV1"
     assert status.reason == "declared by hand by ada: checkout is down"
-    assert [s.id for s in status.steps] == ["freeze", "blast-radius", "rollback", "page"]
+    assert [s.id for s in status.steps] == ["freeze", "blast-radius", "rollback", "page",
+                                            "suspend-gitops"]
     assert status.slo.deadline == 100.0 + 20 * 60
     assert status.rollback == inc.RollbackRecord(from_revision=4, to_revision=3,
                                                  to_replica_set="checkout-abc")

@@ -43,7 +43,8 @@ def test_rb001_parses() -> None:
     assert error_rate.interval == 10.0
     assert [(s.id, s.action) for s in rb.steps] == [
         ("freeze", "freezeDeployments"), ("blast-radius", "assessBlastRadius"),
-        ("rollback", "rollback"), ("page", "notify")]
+        ("rollback", "rollback"), ("page", "notify"), ("suspend-gitops", "suspendGitOps")]
+    assert rb.step("suspend-gitops").params == model.SuspendGitOps("argocd")
     assert rb.step("freeze").params == model.FreezeDeployments("Namespace", 7200.0)
     assert rb.step("rollback").params == model.Rollback("LastHealthy", 300.0)
     assert not action(rb.step("rollback")).read_only

@@ -185,6 +185,12 @@ def test_the_daemon_runs_for_open_incidents_and_resolved_ones_that_owe() -> None
                               updates=(final("delivered"),)))
     assert not _needs_daemon(status={})
     assert not _needs_daemon(status={"phase": "Resolved", "pages": "not a list"})
+    # Resolved and owing nothing, but holding its freeze for a suspended GitOps owner: its
+    # daemon watches the source revision.
+    done = resolved(T0 + 300, page(outcome="delivered"), updates=(final("delivered"),))
+    hold = inc.GitOpsHold("suspend-gitops", "Kustomization", "flux-system", "apps")
+    assert needs(replace(done, gitops=hold))
+    assert not needs(replace(done, gitops=replace(hold, released_at=T0 + 900)))
 
 
 def test_the_daemon_runs_to_close_an_incident_asked_to_close() -> None:

@@ -126,6 +126,10 @@ def maximal_status() -> inc.IncidentStatus:
                           reason="the incident is resolved",
                           objects=("Namespace/shop", "Deployment/shop/checkout"),
                           allowed_template_hash="0123456789abcdef0123"),
+        gitops=inc.GitOpsHold("suspend-gitops", "Kustomization", "flux-system", "shop",
+                              "GitRepository flux-system/shop", "main@sha1:1a2b3c", at(3.0),
+                              at(900.0), "the source revision moved on from main@sha1:1a2b3c "
+                              "to main@sha1:4d5e6f"),
         rollback=inc.RollbackRecord(from_revision=7, to_revision=6, to_replica_set="checkout-5c4b",
                                     from_replica_set="checkout-7d9f", at=at(2.5)),
         timeline=tuple(inc.TimelineEntry(at(t), kind, msg) for t, kind, msg in (
@@ -312,7 +316,11 @@ def test_freeze_and_rollback():
          "From 2030-01-01 10:00:01 UTC to 2030-01-01 10:10:00 UTC, 10m. Scope Namespace: "
          "`Namespace/shop`, `Deployment/shop/checkout`.",
          "Lifted because: the incident is resolved.",
-         "fingerprint `0123456789abcdef0123`")
+         "fingerprint `0123456789abcdef0123`",
+         "GitOps: Kustomization `flux-system/shop` suspended 2030-01-01 10:00:03 UTC at "
+         "revision `main@sha1:1a2b3c`, read from GitRepository flux-system/shop.",
+         "Resumed 2030-01-01 10:15:00 UTC: the source revision moved on from "
+         "main@sha1:1a2b3c to main@sha1:4d5e6f.")
     says(section(page, "Rollback"),
          "From revision 7 (ReplicaSet `checkout-7d9f`) -> to revision 6 (ReplicaSet "
          "`checkout-5c4b`), at 2030-01-01 10:00:02 UTC (T+2s).",

@@ -455,3 +455,62 @@ async def test_a_restart_counts_stable_again_unless_it_had_just_begun(receiver):
     await s.round(after=10)
     assert s.status["phase"] == inc.MITIGATED
     assert [e["type"] for e in s.status["timeline"]].count("StableRestarted") == 1
+
+
+# -- GitOps: the freeze held past resolution ------------------------------------------------
+GITOPS_STEPS = [
+    {"id": "freeze", "action": "freezeDeployments", "freezeDeployments": {"scope": "Namespace"}},
+    {"id": "suspend-gitops", "action": "suspendGitOps", "suspendGitOps": {}},
+]
+
+
+def git_repository(revision: str) -> dict:
+    return {"apiVersion": "source.toolkit.fluxcd.io/v1", "kind": "GitRepository",
+            "metadata": {"name": "fleet", "namespace": "flux-system"},
+            "spec": {"url": "https://git.example/fleet.git"},
+            "status": {"artifact": {"revision": revision}}}
+
+
+async def test_a_flux_owner_stays_suspended_and_frozen_past_resolution_until_git_moves_on(
+        receiver):
+    kustomization = {"apiVersion": "kustomize.toolkit.fluxcd.io/v1", "kind": "Kustomization",
+                     "metadata": {"name": "apps", "namespace": "flux-system"},
+                     "spec": {"sourceRef": {"kind": "GitRepository", "name": "fleet"}}}
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}
+    s = shop(receiver, GITOPS_STEPS, objects=(kustomization, git_repository("main@sha1:111"),
+                                              namespace),
+             recovery={"slo": "20m", "stableFor": "1m"})
+    s.kube.edit("Deployment", NS, "checkout", {"metadata": {"labels": {
+        "kustomize.toolkit.fluxcd.io/name": "apps",
+        "kustomize.toolkit.fluxcd.io/namespace": "flux-system"}}}, manager="kustomize-controller")
+    await s.round()
+    assert s.steps()["suspend-gitops"]["state"] == "Succeeded", s.steps()
+    assert s.kube.obj("Kustomization", "flux-system", "apps")["spec"]["suspend"] is True
+    assert s.status["gitops"]["revision"] == "main@sha1:111"
+    s.healthy()
+    await s.round(after=5)
+    await s.watch(61)
+    assert s.status["phase"] == inc.RESOLVED
+    # Resolved, and still frozen and suspended: the broken revision is all Git has.
+    for _ in range(3):
+        await s.round(after=10)
+    assert s.status["freeze"]["active"] is True
+    assert s.kube.obj("Namespace", "", NS)["metadata"]["labels"]["missioncontrol.dev/frozen"] \
+        == "true"
+    assert s.kube.obj("Kustomization", "flux-system", "apps")["spec"]["suspend"] is True
+    assert [e["type"] for e in s.status["timeline"]].count("FreezeHeld") == 1
+    assert "revert:suspend-gitops" not in s.steps()
+
+    # A fix is merged: the source moves on; the freeze lifts, then Flux resumes.
+    s.kube.edit("GitRepository", "flux-system", "fleet", {"status": {"artifact": {
+        "revision": "main@sha1:222"}}}, manager="source-controller")
+    await s.round(after=10)
+    assert s.steps()["revert:suspend-gitops"]["state"] == "Succeeded"
+    assert s.kube.obj("Kustomization", "flux-system", "apps")["spec"]["suspend"] is False
+    assert s.status["freeze"]["active"] is False
+    assert "missioncontrol.dev/frozen" not in (
+        s.kube.obj("Namespace", "", NS)["metadata"].get("labels") or {})
+    assert s.status["gitops"]["releasedBecause"].endswith("to main@sha1:222")
+    lift = next(i for i, w in enumerate(s.kube.writes) if w[1] == "Namespace")
+    resume = max(i for i, w in enumerate(s.kube.writes) if w[1] == "Kustomization")
+    assert lift < resume   # what Flux applies next must pass the freeze

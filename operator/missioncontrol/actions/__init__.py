@@ -6,12 +6,23 @@ See base.Action for the interface the engine and the runbook page use."""
 from __future__ import annotations
 
 from ..model import Step
-from . import blast, config, consumers, freeze, notify, replay, rollback, slowqueries
+from . import (
+    blast,
+    config,
+    consumers,
+    freeze,
+    gitopsowner,
+    notify,
+    replay,
+    rollback,
+    slowqueries,
+)
 from .base import Action, StepContext, StepResult
 
 ACTIONS: dict[str, Action] = {a.name: a for a in (
     freeze.ACTION, blast.ACTION, rollback.ACTION, config.ROUTE_READS, config.SET_FLAGS,
-    config.RATE_LIMIT, consumers.ACTION, replay.ACTION, slowqueries.ACTION, notify.ACTION)}
+    config.RATE_LIMIT, consumers.ACTION, replay.ACTION, slowqueries.ACTION, notify.ACTION,
+    gitopsowner.ACTION)}
 
 
 def action(step: Step) -> Action:

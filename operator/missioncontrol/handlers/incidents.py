@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import kopf
 
-from .. import GROUP, VERSION, comms, intake, leadership, reverts
+from .. import GROUP, VERSION, comms, gitops, intake, leadership, reverts
 from .. import incident as inc
 from ..engine import Run
 from ..kube import Conflict, Missed, NotFound
@@ -26,8 +26,10 @@ def _needs_daemon(*, status: kopf.Status, spec: kopf.Spec | None = None, **_: ob
         return False
     try:
         typed = from_dict(inc.IncidentStatus, dict(status))
-        # Undoing its steps is owed in either phase; pages and the all-clear once resolved.
-        return reverts.owed(typed) or (phase == inc.RESOLVED and comms.owed(typed))
+        # Undoing its steps is owed in either phase; pages and the all-clear once resolved,
+        # and the watch on a suspended GitOps owner's source revision.
+        return reverts.owed(typed) or (phase == inc.RESOLVED and (comms.owed(typed)
+                                                                  or gitops.holding(typed)))
     except (AttributeError, TypeError, ValueError, KeyError):   # unreadable: owes nothing known
         return False
 

@@ -75,6 +75,17 @@ deploy/rbac.yaml. */}}
 - apiGroups: ["keda.sh"]
   resources: ["scaledobjects"]
   verbs: ["get", "list", "patch"]
+# suspendGitOps suspends the Flux object or Argo CD Application that applies the target, and
+# reads the Flux source whose revision the freeze then waits on.
+- apiGroups: ["kustomize.toolkit.fluxcd.io", "helm.toolkit.fluxcd.io"]
+  resources: ["kustomizations", "helmreleases"]
+  verbs: ["get", "patch"]
+- apiGroups: ["source.toolkit.fluxcd.io"]
+  resources: ["gitrepositories", "ocirepositories", "buckets", "helmcharts"]
+  verbs: ["get"]
+- apiGroups: ["argoproj.io"]
+  resources: ["applications"]
+  verbs: ["get", "patch"]
 - apiGroups: ["apps"]
   resources: ["replicasets"]
   verbs: ["get", "list"]
