@@ -107,7 +107,9 @@ def test_a_namespace_selector_outside_a_cluster_policy_namespace_is_refused(
 
 def test_a_replay_in_another_namespace_is_reported(env, rb001, cluster, namespace):
     runbook = catalogue("rb-001")
-    runbook["metadata"]["name"] = "replayer"
+    # Its own id: beside the fixture's rb-001, a second RB-001 would be RunbookAmbiguous,
+    # which (as soon as the catalogue has judged the pair) outranks what this test is about.
+    runbook["metadata"]["name"], runbook["spec"]["id"] = "replayer", "RB-901"
     runbook["spec"]["firstResponse"]["steps"].append(
         {"id": "replay", "action": "replaySample",
          "replaySample": {"namespace": SYSTEM, "image": "replay:1"}})
