@@ -35,7 +35,11 @@ def gitops_crds(env):
                       ("flux-kustomizations.yaml", "kustomizations.kustomize.toolkit.fluxcd.io"),
                       ("argocd-applications.yaml", "applications.argoproj.io")):
         env.kubectl("apply", "--server-side", "-f", str(CRDS / name))
-        env.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
+        # Polled, not `kubectl wait`: that fails outright on a CRD without conditions yet.
+        wait_for(lambda crd=crd: any(
+            c.type == "Established" and c.status == "True" for c in client.ApiextensionsV1Api(
+                env.api).read_custom_resource_definition(crd).status.conditions or []),
+            timeout=60, what=f"CRD {crd} established")
 
 
 def custom(env) -> client.CustomObjectsApi:
