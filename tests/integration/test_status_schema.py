@@ -137,6 +137,9 @@ def maximal_incident_status() -> inc.IncidentStatus:
                           reason="the incident is resolved",
                           objects=("Namespace/shop", "Deployment/shop/checkout"),
                           allowed_template_hash="0123456789abcdef0123"),
+        gitops=inc.GitOpsHold("suspend-gitops", "Kustomization", "flux-system", "shop",
+                              "GitRepository flux-system/shop", "main@sha1:" + "1" * 40, at(3.0),
+                              at(900.0), "the source revision moved on"),
         rollback=inc.RollbackRecord(from_revision=7, to_revision=6, to_replica_set="checkout-5c4b",
                                     from_replica_set="checkout-7d9f", at=at(2.5)),
         timeline=tuple(inc.TimelineEntry(at(i * 0.25), kind, f"entry {i}")
