@@ -260,8 +260,9 @@ BAD = [
         {f"{STEPS}.3": {"id": "flags", "action": "rateLimit", "rateLimit": {
             "configMap": "webhook-ingress", "key": "retry-rate-limit",
             "requestsPerSecond": 2.5, "ingress": "webhooks"}}},
-        "spec.firstResponse.steps[3].rateLimit: Invalid value: \"object\": with ingress, "
-        "requestsPerSecond must be a whole number"),
+        "spec.firstResponse.steps[3].rateLimit: Invalid value: with ingress, "
+        "requestsPerSecond must be a whole number (ingress-nginx's limit-rps takes whole "
+        "requests per second)"),
     Bad("approval-timeout-without-approval", "Runbook",
         {f"{STEPS}.2.approvalTimeout": "10m", f"{STEPS}.2.onApprovalTimeout": "skip"},
         "spec.firstResponse.steps[2]: Invalid value: step 'rollback' sets approvalTimeout, "
