@@ -345,7 +345,9 @@ def _parse_params(action: str, r: Reader) -> Any:
                 raise ModelError(f"{r.path}.requestsPerSecond", f"ingress-nginx's limit-rps "
                                  f"takes whole requests per second, got {rps:g}: round it, or "
                                  f"leave out ingress")
-        return RateLimit(r.str("configMap"), r.str("key"), f"{rps:g}", ingress)
+        # A whole rate in full ("2000000", never "2e+06": ingress-nginx parses an integer).
+        rate = str(int(rps)) if rps.is_integer() else f"{rps:g}"
+        return RateLimit(r.str("configMap"), r.str("key"), rate, ingress)
     if action == "setFlags":
         flags = r.mapping("flags")
         if not flags:

@@ -138,6 +138,8 @@ def test_the_model_reads_ingress_and_refuses_what_ingress_nginx_cannot_take() ->
     assert parsed(requestsPerSecond=50, ingress="webhooks") == RateLimit(
         "webhook-ingress", "retry-rate-limit", "50", "webhooks")
     assert parsed(requestsPerSecond=0.5).ingress is None   # the key alone takes any rate
+    # A large whole rate is written out in full: ingress-nginx reads "2e+06" as no limit.
+    assert parsed(requestsPerSecond=2_000_000, ingress="webhooks").value == "2000000"
     with pytest.raises(ModelError) as refused:
         parsed(requestsPerSecond=2.5, ingress="webhooks")
     assert str(refused.value) == (
