@@ -6,7 +6,6 @@ Incident where a condition fires, and write it all back into the policy's status
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -359,10 +358,10 @@ async def _query(prometheus: Prometheus, condition: Condition,
     detector = condition.detector
     if not isinstance(detector, RisesSharply):
         return _Asked(due, await prometheus.by_target(detector.query, list(due)))
-    lowest = (f"min_over_time(({detector.query})"
-              f"[{int(detector.window)}s:{max(1, int(detector.interval))}s])")
-    answer, baseline = await asyncio.gather(prometheus.by_target(detector.query, list(due)),
-                                            prometheus.by_target(lowest, list(due)))
+    # One query for the value now and the window's lowest (signals.prometheus): both read at
+    # one instant, and one query per condition per policy, as for a threshold.
+    answer, baseline = await prometheus.now_and_lowest(
+        detector.query, list(due), window=detector.window, step=detector.interval)
     return _Asked(due, answer, baseline)
 
 
@@ -387,11 +386,17 @@ def _prometheus_readings(ctx: Context, owner: tuple[str, str], runbook: Runbook,
             readings = out.setdefault(key, Readings())
             value = asked.answer.get(key)
             readings.values[condition.name] = value
+            baseline = asked.baseline.get(key) if asked.baseline is not None else None
             if asked.baseline is not None:
-                readings.baselines[condition.name] = asked.baseline.get(key)
+                readings.baselines[condition.name] = baseline
             if value is None:
                 readings.errors[condition.name] = (asked.answer.error
                                                    or "no data for this Deployment")
+            elif asked.baseline is not None and baseline is None:
+                # Half a reading is no reading: unknown, with the half that is missing.
+                readings.errors[condition.name] = (
+                    f"no baseline (lowest value over the last {condition.detector.window:g}s) "
+                    f"for this Deployment")
     return out
 
 

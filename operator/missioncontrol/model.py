@@ -65,6 +65,9 @@ _LABEL_NAME = r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?"
 LABEL_KEY = re.compile(
     rf"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?{_LABEL_NAME}$")
 LABEL_VALUE = re.compile(rf"^({_LABEL_NAME})?$")
+# An object's name (a DNS subdomain). The CRDs check names too; the model names the field.
+DNS_SUBDOMAIN = re.compile(
+    r"(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
 
 
 class SelectorError(ModelError):
@@ -267,6 +270,13 @@ class ConfigValue:
 
 
 @dataclass(frozen=True)
+class RateLimit(ConfigValue):
+    """rateLimit: the ConfigMap key, and where the runbook names one, the Ingress (in the
+    target's namespace) whose ingress-nginx limit-rps annotation is set to the same rate."""
+    ingress: str | None = None
+
+
+@dataclass(frozen=True)
 class SetFlags:
     config_map: str
     flags: tuple[tuple[str, str], ...]
@@ -325,7 +335,19 @@ def _parse_params(action: str, r: Reader) -> Any:
         rps = r.float("requestsPerSecond")
         if rps <= 0:
             raise ModelError(f"{r.path}.requestsPerSecond", "must be greater than 0")
-        return ConfigValue(r.str("configMap"), r.str("key"), f"{rps:g}")
+        ingress = r.str("ingress", None)
+        if ingress is not None:
+            if not DNS_SUBDOMAIN.fullmatch(ingress):
+                raise ModelError(f"{r.path}.ingress", f"{ingress!r} is not an Ingress name "
+                                 f"(lower-case letters, digits, '-' and '.', at most 253)")
+            # ingress-nginx reads limit-rps as a whole number, and anything else as no limit.
+            if not rps.is_integer():
+                raise ModelError(f"{r.path}.requestsPerSecond", f"ingress-nginx's limit-rps "
+                                 f"takes whole requests per second, got {rps:g}: round it, or "
+                                 f"leave out ingress")
+        # A whole rate in full ("2000000", never "2e+06": ingress-nginx parses an integer).
+        rate = str(int(rps)) if rps.is_integer() else f"{rps:g}"
+        return RateLimit(r.str("configMap"), r.str("key"), rate, ingress)
     if action == "setFlags":
         flags = r.mapping("flags")
         if not flags:

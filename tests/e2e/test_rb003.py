@@ -2,7 +2,8 @@
 consumer (examples/rb-003-webhook-consumer) and the real Prometheus scraping it.
 
 A storm (the downstream failing, the sender re-sending) opens an incident; a healthy burst of
-the same size does not. The steps change the consumer contract and the consumer obeys; the
+the same size does not. The steps change the consumer contract and the consumer obeys (and
+set ingress-nginx's rate limit on the webhooks' Ingress); the
 non-critical consumers pause (one by scale, the KEDA-scaled one by annotation) and come back;
 the operator's adaptive backoff rises and decays; malformed events go to the dead-letter
 stream; once the downstream recovers the queue drains, the incident resolves and everything is
@@ -25,6 +26,8 @@ from harness.webhooks import WebhookConsumer
 pytestmark = pytest.mark.cluster
 KEDA_CRD = Path(__file__).resolve().parents[1] / "harness" / "keda" / "scaledobjects.yaml"
 PAUSED = "autoscaling.keda.sh/paused"
+LIMIT_RPS = "nginx.ingress.kubernetes.io/limit-rps"
+INGRESS, LIMIT_BEFORE = "webhooks-public", "200"   # ingress-nginx's own limit before a storm
 
 TARGET, POLICY, CONTRACT = "webhooks", "webhooks-guard", "webhook-ingress"
 NON_CRITICAL = {"missioncontrol.dev/consumer-tier": "non-critical"}
@@ -39,6 +42,8 @@ def rb003(staging: str, *, mode: str = "enforce") -> tuple[dict, dict]:
     for step in runbook["spec"]["firstResponse"]["steps"]:
         if step["action"] == "replaySample":
             step["replaySample"].update(namespace=staging, sample=20)
+        if step["action"] == "rateLimit":
+            step["rateLimit"]["ingress"] = INGRESS
     conditions = runbook["spec"]["trigger"]["anyOf"]
     for condition in conditions:
         rises = condition["risesSharply"]
@@ -83,6 +88,11 @@ class Rb003:
         return self.cluster.core.read_namespaced_config_map(
             CONTRACT, self.cluster.namespace).data or {}
 
+    def ingress_limit(self) -> str | None:
+        body = client.NetworkingV1Api(self.cluster.env.api).read_namespaced_ingress(
+            INGRESS, self.cluster.namespace)
+        return (body.metadata.annotations or {}).get(LIMIT_RPS)
+
 
 @pytest.fixture
 def mode() -> str:
@@ -103,6 +113,14 @@ def webhooks(env, cluster, redis_server, tmp_path, crds, receiver, operator_fact
     cluster.create(objects.deployment(TARGET, replicas=2))
     cluster.create(objects.deployment("analytics", replicas=3, labels=NON_CRITICAL))
     cluster.create(objects.deployment("indexer", replicas=2, labels=NON_CRITICAL))
+    # The webhooks' Ingress, as ingress-nginx would serve it (no controller needed: the
+    # operator only writes its annotation).
+    client.NetworkingV1Api(env.api).create_namespaced_ingress(cluster.namespace, {
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": INGRESS, "annotations": {LIMIT_RPS: LIMIT_BEFORE}},
+        "spec": {"ingressClassName": "nginx", "rules": [{"host": "hooks.example", "http": {
+            "paths": [{"path": "/", "pathType": "Prefix", "backend": {"service": {
+                "name": TARGET, "port": {"number": 80}}}}]}}]}})
     env.kubectl("apply", "--server-side", "-f", str(KEDA_CRD))
     env.kubectl("wait", "--for=condition=Established", "crd/scaledobjects.keda.sh",
                 "--timeout=60s")
@@ -192,6 +210,11 @@ def test_storm_remediated_drained_resolved_and_put_back_with_nothing_lost(
         raise AssertionError(cluster.describe(name)) from None
     contract = webhooks.contract()
     assert contract["retry-rate-limit"] == "50" and contract["idempotency-checks"] == "on"
+    # The same limit in front of the consumer: ingress-nginx's annotation, its earlier value
+    # recorded.
+    assert webhooks.ingress_limit() == "50"
+    assert ("Ingress", INGRESS, LIMIT_BEFORE, "50") in {
+        (c["kind"], c["name"], c.get("from"), c["to"]) for c in steps()["rate-limit"]["changes"]}
     assert cluster.deployment("analytics").spec.replicas == 0
     paused = steps()["pause-consumers"]["changes"]
     assert {(c["kind"], c["name"], c.get("from"), c["to"]) for c in paused} == {
@@ -235,6 +258,7 @@ def test_storm_remediated_drained_resolved_and_put_back_with_nothing_lost(
         "rate-limit", "idempotency", "pause-consumers")), timeout=60, what="every step undone")
     contract = webhooks.contract()
     assert (contract["retry-rate-limit"], contract["idempotency-checks"]) == ("", "off")
+    assert webhooks.ingress_limit() == LIMIT_BEFORE
 
     # The backoff rose during the storm and decayed after it.
     storm = [seconds(b) for t, b, _ in samples if t <= recovered_at]
@@ -298,6 +322,7 @@ def test_dry_run_plans_it_all_and_changes_nothing(webhooks, cluster, env):
         raise AssertionError(cluster.describe(name)) from None
     assert "would pause analytics (scaled to 0 from 3), indexer (KEDA ScaledObject" in steps[
         "pause-consumers"]["message"]
+    assert f"and {LIMIT_RPS}=50 on Ingress {INGRESS}" in steps["rate-limit"]["message"]
 
     def automation_planned() -> dict | None:
         status = cluster.get("IncidentPolicy", POLICY).get("status") or {}
@@ -308,6 +333,7 @@ def test_dry_run_plans_it_all_and_changes_nothing(webhooks, cluster, env):
     time.sleep(3)
     # Nothing changed: the contract, the consumers, the ScaledObject; no Job.
     assert webhooks.contract() == CONTRACT_BEFORE
+    assert webhooks.ingress_limit() == LIMIT_BEFORE
     assert cluster.deployment("analytics").spec.replicas == 3
     assert PAUSED not in webhooks.scaler_annotations()
     assert client.BatchV1Api(env.api).list_namespaced_job(webhooks.staging).items == []

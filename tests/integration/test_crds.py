@@ -256,6 +256,13 @@ BAD = [
     Bad("revert-a-rollback", "Runbook", {f"{STEPS}.2.revertOn": ["Resolved"]},
         "spec.firstResponse.steps[2]: Invalid value: step 'rollback' (rollback) "
         "cannot be undone: remove spec.firstResponse.steps[].revertOn"),
+    Bad("rate-limit-on-an-ingress-not-whole", "Runbook",
+        {f"{STEPS}.3": {"id": "flags", "action": "rateLimit", "rateLimit": {
+            "configMap": "webhook-ingress", "key": "retry-rate-limit",
+            "requestsPerSecond": 2.5, "ingress": "webhooks"}}},
+        "spec.firstResponse.steps[3].rateLimit: Invalid value: with ingress, "
+        "requestsPerSecond must be a whole number (ingress-nginx's limit-rps takes whole "
+        "requests per second)"),
     Bad("approval-timeout-without-approval", "Runbook",
         {f"{STEPS}.2.approvalTimeout": "10m", f"{STEPS}.2.onApprovalTimeout": "skip"},
         "spec.firstResponse.steps[2]: Invalid value: step 'rollback' sets approvalTimeout, "

@@ -22,7 +22,8 @@ PLURAL_KINDS = {"runbooks": "Runbook", "incidentpolicies": "IncidentPolicy",
                 "incidents": "Incident", "serviceownerships": "ServiceOwnership",
                 "scaledobjects": "ScaledObject",   # KEDA's: in a test that adds some
                 "kustomizations": "Kustomization", "gitrepositories": "GitRepository",
-                "applications": "Application"}     # Flux's and Argo CD's, likewise
+                "applications": "Application",     # Flux's and Argo CD's, likewise
+                "ingresses": "Ingress"}   # networking.k8s.io's, read as the operator does
 
 
 class FakeKube:

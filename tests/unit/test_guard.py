@@ -11,6 +11,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import yaml
+from aiohttp import web
 
 from harness.silent import SilentServer
 from missioncontrol import guard, timeutil
@@ -149,3 +150,154 @@ async def test_a_hung_prometheus_never_delays_the_readiness_trigger() -> None:
     assert error_rate["lastOutcome"] == "Unknown"
     assert error_rate["lastMessage"] == ("prometheus query failed: no answer within 4s: "
                                          "outcome unknown")
+
+
+# -- risesSharply: one query per condition per policy ------------------------------------------
+class RecordingPrometheus:
+    """A loopback HTTP server that answers the Prometheus query API from `series` (metric
+    name -> the result's series) and keeps every query it is asked."""
+
+    def __init__(self, series: dict[str, list[dict]]) -> None:
+        self.series = series
+        self.queries: list[str] = []
+
+    async def __aenter__(self) -> RecordingPrometheus:
+        app = web.Application()
+        app.router.add_get("/api/v1/query", self._query)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        self.url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.runner.cleanup()
+
+    async def _query(self, request: web.Request) -> web.Response:
+        query = request.query["query"]
+        self.queries.append(query)
+        result = next((s for name, s in self.series.items() if name in query), [])
+        return web.json_response({"status": "success",
+                                  "data": {"resultType": "vector", "result": result}})
+
+
+def reading(deployment: str, part: str, value: float) -> dict:
+    return {"metric": {"namespace": "shop", "deployment": deployment,
+                       "missioncontrol_reading": part}, "value": [0, str(value)]}
+
+
+def queue_targets() -> dict[str, list[dict]]:
+    """RB-003 (its replay step left out: it needs another namespace) guarding two consumers
+    in shop, each at revision 1."""
+    (path,) = RUNBOOKS.glob("rb-003-*.yaml")
+    runbook = yaml.safe_load(path.read_text())
+    runbook["metadata"]["namespace"] = "shop"
+    steps = runbook["spec"]["firstResponse"]["steps"]
+    steps[:] = [s for s in steps if s["action"] != "replaySample"]
+    deployments, replica_sets = [], []
+    for name in ("billing", "webhooks"):
+        deployments.append({
+            "metadata": {"name": name, "namespace": "shop", "uid": f"dep-{name}",
+                         "generation": 1, "annotations": {REVISION: "1"},
+                         "labels": {"tier": "queue"}},
+            "spec": {"replicas": 1},
+            "status": {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1,
+                       "readyReplicas": 1, "availableReplicas": 1}})
+        replica_sets.append({"metadata": {"name": f"{name}-a", "uid": f"rs-{name}",
+                                          "annotations": {REVISION: "1"},
+                                          "ownerReferences": [{"kind": "Deployment",
+                                                               "uid": f"dep-{name}"}]},
+                             "status": {"availableReplicas": 1}})
+    return {"Runbook": [runbook], "deployments": deployments, "replicasets": replica_sets,
+            "pods": [], "events": []}
+
+
+def queue_policy() -> dict:
+    return {"apiVersion": "missioncontrol.dev/v1alpha1", "kind": "IncidentPolicy",
+            "metadata": {"name": "queue-guard", "namespace": "shop", "generation": 1},
+            "spec": {"runbookRef": {"name": "rb-003"}, "mode": "enforce",
+                     "targets": {"selector": {"matchLabels": {"tier": "queue"}}}},
+            "status": {}}
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_700_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def answered_tick(ctx: guard.Context, status: dict) -> dict:
+    """A tick that starts the queries due, then (once they have answered) the tick that
+    takes their answers, at the same instant; the status after both."""
+    result = await guard.tick(ctx, {**queue_policy(), "status": status})
+    running = list(ctx.queries.tasks.values())
+    if running:
+        await asyncio.wait_for(asyncio.wait(running), timeout=10)
+    return (await guard.tick(ctx, {**queue_policy(), "status": result.status})).status
+
+
+STORM = {
+    # webhooks: 900 now, 100 at the lowest of the window: a sharp rise (x9, +800).
+    # billing: 800 now, and no lowest (its series began after the window's last step).
+    "webhook_retry_queue_depth": [reading("webhooks", "now", 900.0),
+                                  reading("webhooks", "lowest", 100.0),
+                                  reading("billing", "now", 800.0)],
+    "webhook_duplicate_deliveries_total": [reading("webhooks", "now", 5.0),
+                                           reading("webhooks", "lowest", 5.0)],
+}
+
+
+def checks_of(status: dict) -> dict[str, dict]:
+    return {t["name"]: t["checks"] for t in status["targets"]}
+
+
+async def test_rises_sharply_asks_one_query_per_condition_per_policy() -> None:
+    kube, clock = FakeKube(queue_targets()), FakeClock()
+    async with RecordingPrometheus(STORM) as prom:
+        ctx = guard.Context(kube, Prometheus(prom.url, timeout=5.0), clock)
+        status = await answered_tick(ctx, {})
+        # Two conditions, two targets: two queries, each for both targets, each asking for the
+        # value now and the window's lowest.
+        assert len(prom.queries) == 2, prom.queries
+        for query in prom.queries:
+            assert 'deployment=~"billing|webhooks"' in query
+            assert query.count('"missioncontrol_reading", "now"') == 1
+            assert query.count('"missioncontrol_reading", "lowest"') == 1
+            assert "min_over_time((sum by (namespace, deployment)" in query
+            assert "[300s:30s])" in query
+        checks = checks_of(status)
+        assert checks["webhooks"]["retry-queue"]["lastOutcome"] == "Fail"
+        assert checks["webhooks"]["duplicate-deliveries"]["lastOutcome"] == "Pass"
+        (incident,) = kube.created
+        assert incident["spec"]["target"]["name"] == "webhooks"
+
+        # Nothing is due before the interval (30 s) has passed: no query.
+        clock.now += 29.0
+        status = await answered_tick(ctx, status)
+        assert len(prom.queries) == 2
+        # The next interval: one query per condition again, for both targets.
+        clock.now += 1.0
+        await answered_tick(ctx, status)
+        assert len(prom.queries) == 4, prom.queries
+
+
+async def test_rises_sharply_without_its_baseline_is_unknown() -> None:
+    kube, clock = FakeKube(queue_targets()), FakeClock()
+    async with RecordingPrometheus(STORM) as prom:
+        ctx = guard.Context(kube, Prometheus(prom.url, timeout=5.0), clock)
+        checks = checks_of(await answered_tick(ctx, {}))
+    billing = checks["billing"]
+    # 800 now would be a sharp rise from anything below 267, but without its lowest value it is
+    # neither: unknown, and counted toward nothing.
+    assert billing["retry-queue"]["lastOutcome"] == "Unknown"
+    assert billing["retry-queue"]["lastMessage"] == (
+        "no baseline (lowest value over the last 300s) for this Deployment: outcome unknown")
+    assert billing["retry-queue"].get("failures", 0) == 0
+    # No series at all: unknown too.
+    assert billing["duplicate-deliveries"]["lastOutcome"] == "Unknown"
+    assert billing["duplicate-deliveries"]["lastMessage"] == (
+        "no data for this Deployment: outcome unknown")
+    assert [i["spec"]["target"]["name"] for i in kube.created] == ["webhooks"]

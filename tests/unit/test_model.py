@@ -83,7 +83,7 @@ def test_rb003_parses() -> None:
     retry, duplicates = rb.trigger.conditions
     assert retry.detector == model.RisesSharply(retry.detector.query, 300.0, 3.0, 500.0, 30.0)
     assert duplicates.detector.min_increase == 100
-    assert rb.step("rate-limit").params == model.ConfigValue(
+    assert rb.step("rate-limit").params == model.RateLimit(
         "webhook-ingress", "retry-rate-limit", "50")
     assert rb.step("pause-consumers").params.selector.match_labels == (
         ("missioncontrol.dev/consumer-tier", "non-critical"),)

@@ -28,7 +28,9 @@ from missioncontrol.signals.prometheus import (
     QueriesChecked,
     check_queries,
     match,
+    now_and_lowest_query,
     queries_of,
+    split_now_and_lowest,
 )
 from missioncontrol.timeutil import parse
 
@@ -258,6 +260,31 @@ def test_a_single_target_takes_an_unlabelled_series() -> None:
 
 def test_an_unlabelled_series_is_ambiguous_for_many_targets() -> None:
     assert match([series("42")], TARGETS).values == {}
+
+
+def test_now_and_lowest_come_apart_by_their_label() -> None:
+    now, lowest = split_now_and_lowest([
+        series("900", namespace="shop", deployment="web", missioncontrol_reading="now"),
+        series("100", namespace="shop", deployment="web", missioncontrol_reading="lowest"),
+        series("80", namespace="shop", deployment="api", missioncontrol_reading="now"),
+        series("7", namespace="shop", deployment="api")], TARGETS)   # neither part: ignored
+    assert now.values == {("shop", "web"): 900.0, ("shop", "api"): 80.0}
+    assert lowest.values == {("shop", "web"): 100.0}     # api: no baseline, unknown
+    assert lowest.get(("shop", "api")) is None
+
+
+def test_now_and_lowest_of_a_single_unlabelled_target() -> None:
+    now, lowest = split_now_and_lowest([series("5", missioncontrol_reading="now"),
+                                        series("2", missioncontrol_reading="lowest")],
+                                       [("shop", "web")])
+    assert (now.get(("shop", "web")), lowest.get(("shop", "web"))) == (5.0, 2.0)
+    assert split_now_and_lowest([], TARGETS)[1].error == "no data"
+
+
+def test_now_and_lowest_query_wraps_the_template_twice() -> None:
+    assert now_and_lowest_query("q", window=300, step=30) == (
+        'label_replace((q), "missioncontrol_reading", "now", "", "") or '
+        'label_replace(min_over_time((q)[300s:30s]), "missioncontrol_reading", "lowest", "", "")')
 
 
 def test_a_single_target_ignores_another_deployments_series() -> None:

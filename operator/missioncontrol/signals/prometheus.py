@@ -1,4 +1,5 @@
-"""Prometheus signals: one PromQL query per condition per policy, grouped by target.
+"""Prometheus signals: one PromQL query per condition per policy, grouped by target (a
+risesSharply condition too: its value now and its baseline come as two series of one query).
 
 An async client of Prometheus's HTTP API on aiohttp. Every request has a connect and a total
 deadline and is tried once: a retry belongs to the next check, never hidden inside this one
@@ -12,7 +13,7 @@ import base64
 import math
 import ssl
 from collections.abc import Awaitable, Hashable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -189,6 +190,21 @@ class Prometheus:
             return Answer(error=f"prometheus query failed: {exc}"[:300])
         return match(result, targets)
 
+    async def now_and_lowest(self, template: str, targets: list[tuple[str, str]], *,
+                             window: float, step: float) -> tuple[Answer, Answer]:
+        """The value of `template` now and its lowest over the last `window` (a risesSharply
+        condition's two readings) for every target, from one query: `now_and_lowest_query`."""
+        if not targets:
+            return Answer(), Answer()
+        promql = templates.render_many(now_and_lowest_query(template, window=window,
+                                                            step=step), targets)
+        try:
+            result = await self.query(promql)
+        except Exception as exc:  # noqa: BLE001 - any failure is an unknown reading
+            failed = Answer(error=f"prometheus query failed: {exc}"[:300])
+            return failed, replace(failed)
+        return split_now_and_lowest(result, targets)
+
     async def parse(self, template: str) -> str | None:
         """Prometheus's own parser on a query template (its variables rendered with
         placeholders): None if it parses, else the parser's message. Raises PrometheusError
@@ -239,6 +255,39 @@ def match(result: list[dict], targets: list[tuple[str, str]]) -> Answer:
     if not result:
         answer.error = "no data"
     return answer
+
+
+# The label that tells apart the two series of one target in a risesSharply answer.
+READING = "missioncontrol_reading"
+NOW, LOWEST = "now", "lowest"
+
+
+def now_and_lowest_query(template: str, *, window: float, step: float) -> str:
+    """One PromQL query for both readings of a risesSharply condition: every series of
+    `template` twice, labelled READING="now" (its value now) and READING="lowest" (its lowest
+    value over the last `window`: `min_over_time` over a subquery at `step`). `or` keeps both,
+    since their label sets differ by READING; both are read at the one evaluation time. A series
+    the subquery has no point for (it began after the last step) has no "lowest": the target is
+    then unknown, never judged on half its readings."""
+    query = f"({template})"
+    lowest = f"min_over_time({query}[{int(window)}s:{max(1, int(step))}s])"
+    return (f'label_replace({query}, "{READING}", "{NOW}", "", "") or '
+            f'label_replace({lowest}, "{READING}", "{LOWEST}", "", "")')
+
+
+def split_now_and_lowest(result: list[dict],
+                         targets: list[tuple[str, str]]) -> tuple[Answer, Answer]:
+    """The answer to `now_and_lowest_query` as the values now and the lowest values, each
+    matched to the targets as `match` does (READING taken off first)."""
+    parts: dict[str, list[dict]] = {NOW: [], LOWEST: []}
+    for series in result:
+        if not isinstance(series, dict):
+            continue
+        labels = dict(series.get("metric") or {})
+        part = parts.get(labels.pop(READING, ""))
+        if part is not None:
+            part.append({**series, "metric": labels})
+    return match(parts[NOW], targets), match(parts[LOWEST], targets)
 
 
 @dataclass

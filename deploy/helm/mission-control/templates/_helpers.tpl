@@ -86,6 +86,10 @@ deploy/rbac.yaml. */}}
 - apiGroups: ["argoproj.io"]
   resources: ["applications"]
   verbs: ["get", "patch"]
+# rateLimit sets ingress-nginx's limit-rps annotation on an Ingress the runbook names.
+- apiGroups: ["networking.k8s.io"]
+  resources: ["ingresses"]
+  verbs: ["get", "patch"]
 - apiGroups: ["apps"]
   resources: ["replicasets"]
   verbs: ["get", "list"]
