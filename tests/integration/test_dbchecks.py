@@ -97,7 +97,6 @@ def test_the_runner_watches_the_top_select_and_finds_the_diff_and_the_index(post
 
 def test_the_runner_says_why_when_the_database_is_not_there():
     from harness.procs import free_port
-
     from missioncontrol.dbchecks import runner
     seen = asyncio.run(runner.observe(f"postgresql://x:y@127.0.0.1:{free_port()}/none",
                                       kinds={"QueryPlanDiff"}))
