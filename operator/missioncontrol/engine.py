@@ -202,9 +202,12 @@ class Run:
                                                 f"running {runbook.id} first response"))
         self.start_background("page:initial", self.page_initial(loaded))
         await self.run_steps(loaded)
-        # The policy's scheduled database checks (RB-002), as evidence while it is open.
-        findings = schedule.findings_of(loaded.policy_status)
-        await self.apply(lambda s: schedule.attach(s, findings, now=self.e.clock()))
+        # The policy's scheduled database checks (RB-002), as evidence while it is open; a
+        # record left by checks the runbook no longer has is no evidence.
+        findings = schedule.findings_of(loaded.policy_status) \
+            if runbook.automation.scheduled_checks else ()
+        if findings:
+            await self.apply(lambda s: schedule.attach(s, findings, now=self.e.clock()))
         await self.track(loaded)
         await self.revert()
         await people.communicate(self, loaded)

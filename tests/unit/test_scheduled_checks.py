@@ -284,4 +284,18 @@ def test_the_automation_daemon_runs_only_for_policies_whose_runbook_asks():
     assert not wants("missing") and not wants("rb-002", namespace="other")
     # Values it published are owed back: it runs until they are.
     assert wants("rb-001", {"automation": {"targets": [{"namespace": "shop"}]}})
+    # A record of scheduled checks the runbook no longer has: it runs once to clear it.
+    assert wants("rb-001", {"scheduledChecks": {"checks": []}})
     assert not automation.runbook_asks({"spec": {"id": 3}})
+
+
+def test_a_scheduled_check_may_name_its_own_database():
+    body = catalogue("rb-002")
+    body["spec"]["automation"]["scheduledChecks"][0]["databaseSecretRef"] = {
+        "name": "orders-db-checks", "key": "dsn"}
+    rb = Runbook.parse(body)
+    own, default = rb.automation.scheduled_checks
+    assert own.database == SecretRef("orders-db-checks", "dsn") and default.database is None
+    assert rb.check_database(default) == SecretRef("orders-db", "dsn")
+    # The catalogue judges it like a step's Secret: it must exist.
+    assert ("scheduled check query-plan-diff", own.database) in rb.secret_refs()

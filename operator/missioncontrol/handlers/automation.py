@@ -23,8 +23,10 @@ def runbook_automation(body: kopf.Body, **_: object) -> dict:
 def asked(*, spec: kopf.Spec, status: kopf.Status, namespace: str | None,
           runbook_automation: kopf.Index, **_: object) -> bool:
     """The policy's runbook asks for automation, or values it published are still owed back
-    (the automation turned off: the daemon puts them back, then goes)."""
-    if ((status or {}).get("automation") or {}).get("targets"):
+    (the automation turned off: the daemon puts them back, then goes), or a record of
+    scheduled checks is left to clear."""
+    if ((status or {}).get("automation") or {}).get("targets") \
+            or (status or {}).get("scheduledChecks"):
         return True
     name = ((spec or {}).get("runbookRef") or {}).get("name")
     return any(runbook_automation.get((namespace, name), ()))
