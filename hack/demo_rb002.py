@@ -15,6 +15,10 @@ After the local cluster, the catalogue and the operator of `make demo` (hack/dem
      follows resolution; the routing and cache stay until the incident is closed, then go back;
   5. prints the status board and the incident's timeline.
 
+All along, the runbook's scheduled checks (every 5 s here, 1 h and 6 h in the catalogue) keep a
+baseline plan of each top statement in the policy's status; the tuning change shows as a plan
+diff (an Event on the policy, evidence on the incident), printed as it is found.
+
 Everything it starts is stopped on exit.
 
     .venv/bin/python hack/demo_rb002.py [--deadline SECONDS] [--keep-logs]
@@ -39,6 +43,7 @@ from harness.postgres import Postgres  # noqa: E402
 from harness.readservice import ReadService  # noqa: E402
 
 SLO = 0.15   # the policy's threshold: a margin on both sides on a busy machine
+HISTORY = "FROM orders WHERE customer_id = $1"   # the order-history statement, normalized
 
 
 class Rb002Demo(base.Demo):
@@ -89,7 +94,8 @@ class Rb002Demo(base.Demo):
         for step in runbook["spec"]["firstResponse"]["steps"]:
             if "verifyWithin" in step:
                 step["verifyWithin"] = "60s"
-        runbook["spec"].pop("automation", None)
+        for check in runbook["spec"]["automation"]["scheduledChecks"]:
+            check["every"] = "5s"
         policy = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "IncidentPolicy",
                   "metadata": {"name": "orders-latency", "namespace": NAMESPACE},
                   "spec": {"runbookRef": {"name": "rb-002"}, "mode": "enforce",
@@ -125,6 +131,22 @@ class Rb002Demo(base.Demo):
             f"40 requests/s of /popular, /history/<customer>, /customers/<id>")
         before = self.wait_p95(lambda v: v < SLO, "a healthy non-critical p95")
         say(f"non-critical p95 {before * 1000:.0f} ms (SLO {SLO * 1000:.0f} ms)", base.GREEN)
+        baseline = self.wait(lambda: next((b for b in self.checks().get("baselines") or []
+                                           if HISTORY in b["query"]), None),
+                             "the scheduled checks' baseline plan of the order history")
+        scans = ", ".join(f"{s['node']} on {s['relation']}"
+                          + (f" ({s['index']})" if s.get("index") else "")
+                          for s in baseline["plan"]["scans"])
+        say(f"QueryPlanDiff baseline of the order history: {scans}, estimated cost "
+            f"{baseline['plan']['totalCost']:.2f}", base.GREEN)
+
+    def checks(self) -> dict:
+        policy = self.kubectl("get", "incidentpolicy", "orders-latency", "-n", NAMESPACE,
+                              "-o", "json").stdout
+        return (json.loads(policy).get("status") or {}).get("scheduledChecks") or {}
+
+    def findings(self) -> list[dict]:
+        return [f for f in self.checks().get("findings") or [] if HISTORY in f["query"]]
 
     def regress(self) -> str:
         stage("A bad tuning change on the primary only: ALTER SYSTEM SET enable_indexscan = "
@@ -156,6 +178,8 @@ class Rb002Demo(base.Demo):
 
         found = self.wait(lambda: step("slow-queries"), "the slow-query step")
         say(f"slow-queries: {found['message']}")
+        for f in self.wait(self.findings, "the scheduled plan diff"):
+            say(f"{f['check']}: {f['message']}", base.YELLOW)
         self.wait(lambda: self.service.contract() == {"non-critical-reads": "replica",
                                                       "safe-mode-cache": True},
                   "the service on the replica with the cache on")
@@ -190,6 +214,9 @@ class Rb002Demo(base.Demo):
         say(f"non-critical p95 {after * 1000:.0f} ms on the primary", base.GREEN)
 
     def report_rb002(self, name: str) -> None:
+        stage(f"What the scheduled checks attached to {name} (status.planFindings)")
+        for f in self.incident(name)["status"].get("planFindings") or []:
+            block(f"{f['check']}: {f['message']}")
         stage("The status board")
         block(self.kubectl("get", "incidents", "-n", NAMESPACE, show=True).stdout)
         stage(f"Timeline of {name}")

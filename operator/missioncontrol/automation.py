@@ -1,9 +1,11 @@
-"""RB-003's automation while a policy guards its targets (not only during an incident): every
-interval, the retry backoff from the queue-depth trend (backoff.py decides) and dead-letter
-routing, published into each target's consumer contract ConfigMap. Each published change is
-recorded in the policy's status.automation (with the value found before, the first time a key
-is touched) and told as an Event; `restore` puts the values found back when the policy goes or
-its runbook's automation is turned off, unless someone changed a key since.
+"""A policy's automation while it guards its targets (not only during an incident), only what
+its runbook asks for (`asks`): RB-002's scheduled database checks (dbchecks/runner.py, in
+status.scheduledChecks), and RB-003's: every interval, the retry backoff from the
+queue-depth trend (backoff.py decides) and dead-letter routing, published into each
+target's consumer contract ConfigMap. Each published change is recorded in the policy's
+status.automation (with the value found before, the first time a key is touched) and told
+as an Event; `restore` puts the values found back when the policy goes or its runbook's
+automation is turned off, unless someone changed a key since.
 
 Status (status.automation of the IncidentPolicy):
   targets: [{namespace, name, configMap, backoff, depth, sampledAt, trend,
@@ -16,8 +18,10 @@ import logging
 from dataclasses import dataclass, field
 
 from . import backoff, guard, tenancy, timeutil
+from .dbchecks import runner
 from .kube import ApiException, Kube
-from .model import Automation
+from .model import Automation, Runbook
+from .parse import ModelError
 from .signals.kubernetes import read_targets, target_namespaces
 from .signals.prometheus import Answer
 
@@ -31,6 +35,40 @@ class Result:
     status: dict                                         # the new status.automation
     events: list[tuple[str, str, str]] = field(default_factory=list)   # type, reason, message
     wait: float = 10.0
+    checks: dict | None = None                           # the new status.scheduledChecks
+
+
+def asks(automation: Automation) -> bool:
+    """Whether the runbook asks for anything to run while a policy guards: only then does a
+    policy get its automation daemon (and kopf's finalizer for it)."""
+    return automation.publishes or bool(automation.scheduled_checks)
+
+
+def runbook_asks(body: dict) -> bool:
+    """`asks` of a Runbook as the API returns it; one that cannot be read asks nothing (its
+    Ready condition says why, and no policy guards with it)."""
+    try:
+        return asks(Runbook.parse(body).automation)
+    except (ModelError, AttributeError, TypeError, ValueError, KeyError):
+        return False
+
+
+async def tick(ctx: guard.Context, body: dict, recorded: dict,
+               checks: dict | None = None) -> Result:
+    """One interval of the policy's automation: the consumer contract (RB-003) and the
+    scheduled checks (RB-002), each only if the runbook asks for it."""
+    resolved = await guard.resolve(ctx, body)
+    if isinstance(resolved, guard.Readiness):   # guards nothing: changes nothing, keeps the record
+        return Result(recorded, wait=10.0, checks=checks)
+    result = await _contract(ctx, resolved, recorded)
+    if resolved.runbook.automation.scheduled_checks:
+        outcome = await runner.tick(ctx, resolved, checks or {})
+        result.checks = outcome.status
+        result.events += outcome.events
+        result.wait = min(result.wait, outcome.wait)
+    elif checks:
+        result.checks = {}   # the runbook's checks are gone, and their findings with them
+    return result
 
 
 def wanted(automation: Automation, value: float | None) -> dict[str, str]:
@@ -44,17 +82,14 @@ def wanted(automation: Automation, value: float | None) -> dict[str, str]:
     return keys
 
 
-async def tick(ctx: guard.Context, body: dict, recorded: dict) -> Result:
-    """One interval of the automation of one policy."""
-    resolved = await guard.resolve(ctx, body)
-    if isinstance(resolved, guard.Readiness):   # guards nothing: changes nothing, keeps the record
-        return Result(recorded, wait=10.0)
+async def _contract(ctx: guard.Context, resolved: guard.Resolved, recorded: dict) -> Result:
+    """RB-003: the adaptive backoff and dead-letter routing in each target's contract."""
     policy, runbook = resolved.policy, resolved.runbook
     auto = runbook.automation
     dry_run = guard.mode_of(ctx, policy) == "dryRun"
     if not auto.publishes:
         if not recorded.get("targets"):
-            return Result(recorded, wait=30.0)
+            return Result(recorded, wait=60.0)
         status, events = await restore(ctx.kube, recorded, dry_run=dry_run,
                                        why="the runbook's automation is off")
         return Result(status, events, wait=30.0)

@@ -24,6 +24,7 @@ from . import incident as inc
 from .actions import ACTIONS, StepContext, StepResult
 from .actions import action as action_of
 from .actions import freeze as freezing
+from .dbchecks import schedule
 from .detect.release import TargetState
 from .guard import POLICY_NAMESPACE, find_ownership
 from .guard import Context as GuardContext
@@ -49,6 +50,7 @@ STEP_TIMEOUT = 120.0
 CLOSE_REFUSED, REVERT_SKIPPED = "CloseRefused", "RevertSkipped"
 VERIFY_KEY = "verify"   # verify:<step id>, the escalation of a step without effect
 WARNINGS = ("Failed", "Escalated", "SLOBreached", inc.AUTOMATION_STOPPED, "DeliveryExpired",
+            "QueryPlanChanged",
             CLOSE_REFUSED, REVERT_SKIPPED, "RevertFailed")
 
 
@@ -200,6 +202,12 @@ class Run:
                                                 f"running {runbook.id} first response"))
         self.start_background("page:initial", self.page_initial(loaded))
         await self.run_steps(loaded)
+        # The policy's scheduled database checks (RB-002), as evidence while it is open; a
+        # record left by checks the runbook no longer has is no evidence.
+        findings = schedule.findings_of(loaded.policy_status) \
+            if runbook.automation.scheduled_checks else ()
+        if findings:
+            await self.apply(lambda s: schedule.attach(s, findings, now=self.e.clock()))
         await self.track(loaded)
         await self.revert()
         await people.communicate(self, loaded)

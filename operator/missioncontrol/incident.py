@@ -121,6 +121,21 @@ class SlowQueries:
 
 
 @dataclass(frozen=True)
+class PlanFinding:
+    """What a scheduled database check (dbchecks) found about one watched statement: its plan
+    changed in a way that matters (QueryPlanDiff), or an index HypoPG confirmed would cut its
+    cost (IndexRecommendations). Recorded in the policy's status and on its open incidents."""
+    check: str                   # QueryPlanDiff | IndexRecommendations
+    queryid: str
+    query: str                   # the normalized statement, cut to 500
+    message: str                 # in words, as the Event and the timeline say it
+    since: float | None = stamp()   # first found
+    cost_before: float | None = None
+    cost_after: float | None = None
+    ddl: str | None = None       # the index proposed (never executed)
+
+
+@dataclass(frozen=True)
 class Page:
     role: str
     contact: str
@@ -257,6 +272,7 @@ class IncidentStatus:
     observed_generation: int | None = None
     ownership: OwnershipRef | None = None
     slow_queries: SlowQueries | None = None
+    plan_findings: tuple[PlanFinding, ...] = ()   # the scheduled checks' (dbchecks.schedule)
     awaiting_approval: str | None = None   # the id of the step waiting for approval
     cluster: str | None = None   # the --cluster-name of the operator that runs it
 

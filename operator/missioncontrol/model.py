@@ -487,6 +487,8 @@ class ScheduledCheck:
     name: str
     check: str
     every: float
+    # The database it reads; None: the one the runbook's identifySlowQueries step names.
+    database: SecretRef | None = None
 
 
 DEPTH_QUERY = ('sum by (namespace, deployment) (webhook_retry_queue_depth{namespace=~"'
@@ -517,9 +519,11 @@ class Automation:
             automatic_rollback=bool(rollback and rollback.bool("enabled", True)),
             rollback_after_failures=rollback.int("afterConsecutiveFailures", None, minimum=1)
             if rollback else None,
-            scheduled_checks=tuple(ScheduledCheck(c.str("name"), c.str("check"),
-                                                  c.duration("every", bounds=LONG))
-                                   for c in r.items("scheduledChecks")),
+            scheduled_checks=tuple(ScheduledCheck(
+                c.str("name"), c.str("check"), c.duration("every", bounds=LONG),
+                SecretRef.parse(c.obj("databaseSecretRef"))
+                if c.has("databaseSecretRef") else None)
+                for c in r.items("scheduledChecks")),
             adaptive_backoff=(backoff.duration("initial", 1.0, bounds=INTERVAL),
                               backoff.duration("max", 300.0, bounds=INTERVAL))
             if backoff and backoff.bool("enabled", True) else None,
@@ -577,7 +581,14 @@ class Runbook:
     def secret_refs(self) -> tuple[tuple[str, SecretRef], ...]:
         """The Secrets the steps read, in the runbook's namespace: (where, reference)."""
         return tuple((f"step {s.id}", s.params.database) for s in self.steps
-                     if isinstance(s.params, IdentifySlowQueries))
+                     if isinstance(s.params, IdentifySlowQueries)) + tuple(
+            (f"scheduled check {c.name}", c.database)
+            for c in self.automation.scheduled_checks if c.database is not None)
+
+    def check_database(self, check: ScheduledCheck) -> SecretRef | None:
+        """The database a scheduled check reads: its own, else the slow-query step's."""
+        return check.database or next((s.params.database for s in self.steps
+                                       if isinstance(s.params, IdentifySlowQueries)), None)
 
     @classmethod
     def parse(cls, body: dict) -> Runbook:

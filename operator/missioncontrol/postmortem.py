@@ -31,6 +31,7 @@ def render_postmortem(incident: dict) -> str:
         ["## Summary", "", *pm.summary()],
         ["## Impact and blast radius", "", *pm.blast_radius()],
         ["## Slow queries", "", *pm.slow_queries()],
+        ["## Query plans", "", *pm.plan_findings()],
         ["## Timeline", "", *pm.timeline()],
         ["## What the runbook did", "", *pm.steps()],
         ["## Deploy freeze", "", *pm.freeze()],
@@ -294,6 +295,19 @@ class _Postmortem:
                               [[n, code(st.queryid), st.calls, f"{st.mean_ms:.1f}",
                                 f"{st.total_ms:.0f}", st.rows, code(oneline(st.query))]
                                for n, st in enumerate(q.statements, 1)])
+
+    def plan_findings(self) -> list[str]:
+        found = self.s.plan_findings
+        if not found:
+            return ["The scheduled database checks (QueryPlanDiff, IndexRecommendations) found "
+                    "nothing while it was open" + (" so far." if self.s.open else ".")]
+        return ["What the policy's scheduled database checks found while it was open "
+                "(indexes are proposed only: the operator never runs DDL):", ""] + _table(
+            ["Check", "Since", "queryid", "Finding", "Estimated cost", "Statement"],
+            [[f.check, self.at(f.since), code(f.queryid), f.message,
+              f"{f.cost_before:.2f} -> {f.cost_after:.2f}"
+              if f.cost_before is not None and f.cost_after is not None else NONE,
+              code(oneline(f.query))] for f in found])
 
     # -- timeline -------------------------------------------------------------------------------
     def timeline(self) -> list[str]:

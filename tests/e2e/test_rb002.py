@@ -12,16 +12,18 @@ the platform lead is paged."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from e2e.conftest import GROUP, ROLES, VERSION, Cluster, catalogue, ownership, secret
+from e2e.conftest import GROUP, ROLES, VERSION, Cluster, catalogue, events_for, ownership, secret
 from harness import objects
 from harness.procs import wait_for
 from harness.readservice import ReadService
 from missioncontrol import timeutil
+from missioncontrol.postmortem import render_postmortem
 
 pytestmark = pytest.mark.cluster
 
@@ -30,6 +32,7 @@ pytestmark = pytest.mark.cluster
 THRESHOLD = 0.15
 SUSTAIN = 8        # seconds: the trigger's `for` here (10m in the catalogue)
 NON_CRITICAL = 'endpoint=~"history|popular"'
+HISTORY_SQL = "FROM orders WHERE customer_id = $1"   # the order-history statement, normalized
 
 
 def p95(env, namespace: str, selector: str = "") -> float | None:
@@ -41,9 +44,10 @@ def p95(env, namespace: str, selector: str = "") -> float | None:
     return float(result[0]["value"][1])
 
 
-def runbook(*, verify_within: str = "60s") -> dict:
+def runbook(*, verify_within: str = "60s", checks_every: str | None = None) -> dict:
     """The catalogue's RB-002 with the windows in seconds (a 10 s rate, sustained 8 s) and
-    the test's threshold."""
+    the test's threshold; its scheduled checks every `checks_every` on the database of Secret
+    orders-db-checks, or none."""
     body = catalogue("rb-002")
     condition = body["spec"]["trigger"]["anyOf"][0]
     condition["threshold"]["query"] = condition["threshold"]["query"].replace("[5m]", "[10s]")
@@ -53,6 +57,12 @@ def runbook(*, verify_within: str = "60s") -> dict:
         if step["action"] in ("routeReadsToReplica", "setFlags"):
             step["verifyWithin"] = verify_within
     body["spec"].pop("automation", None)
+    if checks_every:
+        body["spec"]["automation"] = {"scheduledChecks": [
+            {"name": name, "check": check, "every": checks_every,
+             "databaseSecretRef": {"name": "orders-db-checks", "key": "dsn"}}
+            for name, check in (("query-plan-diff", "QueryPlanDiff"),
+                                ("index-recommendations", "IndexRecommendations"))]}
     return body
 
 
@@ -87,6 +97,28 @@ class Rb002:
     def config(self, name: str) -> dict:
         return self.cluster.core.read_namespaced_config_map(name, self.cluster.namespace).data
 
+    def checks(self) -> dict:
+        return (self.cluster.get("IncidentPolicy", "orders-latency").get("status") or {}).get(
+            "scheduledChecks") or {}
+
+    def wait_baseline(self) -> dict:
+        """Until the scheduled checks keep a baseline plan of the order-history statement."""
+        def baseline() -> dict | None:
+            return next((b for b in self.checks().get("baselines") or []
+                         if HISTORY_SQL in b["query"]), None)
+        return wait_for(baseline, timeout=90, what="a baseline plan of the order history")
+
+    def wait_findings(self, *checks: str) -> dict:
+        def found() -> dict | None:
+            got = {f["check"]: f for f in self.checks().get("findings") or []
+                   if HISTORY_SQL in f["query"]}
+            return got if set(checks) <= set(got) else None
+        return wait_for(found, timeout=90, what=f"findings of {checks}")
+
+    def indexes(self) -> list[tuple]:
+        return self.postgres.query("primary", "SELECT indexname FROM pg_indexes WHERE "
+                                   "tablename = 'orders' ORDER BY indexname")
+
 
 @pytest.fixture
 def rb002(env, crds, cluster, receiver, operator_factory, postgres, tmp_path
@@ -96,6 +128,10 @@ def rb002(env, crds, cluster, receiver, operator_factory, postgres, tmp_path
     ns = cluster.namespace
     for body in postgres.secrets():
         cluster.core.create_namespaced_secret(ns, body)
+    # The scheduled checks' own read-only DSN (a test may break orders-db's).
+    cluster.core.create_namespaced_secret(ns, {
+        "metadata": {"name": "orders-db-checks"},
+        "stringData": {"dsn": postgres.dsn("primary", "missioncontrol")}})
     cluster.create(secret("pager-routes", **{role: receiver.url(f"/{role}") for role in ROLES}))
     cluster.create(ownership("orders", {role: role for role in ROLES}))
     cluster.core.create_namespaced_config_map(ns, {"metadata": {"name": "db-routing"},
@@ -212,10 +248,13 @@ def test_both_servers_slow_and_the_database_unreachable_escalate_to_the_platform
     cluster.core.replace_namespaced_secret("orders-db", cluster.namespace, {
         "metadata": {"name": "orders-db"},
         "stringData": {"dsn": f"postgresql://missioncontrol:x@127.0.0.1:{free_port()}/orders"}})
-    cluster.create(runbook(verify_within="15s"))
+    cluster.create(runbook(verify_within="15s", checks_every="3s"))
     cluster.create(policy(not_mitigated_after="30s"))
     operator_factory()
     rb002.wait_p95(lambda v: v < THRESHOLD, "a healthy p95 under load")
+    baseline = rb002.wait_baseline()
+    assert {s["node"] for s in baseline["plan"]["scans"]} & {
+        "Index Scan", "Bitmap Heap Scan"}, baseline
     # DDL is replicated: the replica loses the index as well.
     postgres.execute("primary", "DROP INDEX orders_customer_id_idx", role="app")
     name = cluster.one_incident(timeout=120)["metadata"]["name"]
@@ -245,12 +284,47 @@ def test_both_servers_slow_and_the_database_unreachable_escalate_to_the_platform
     measured.append(f"RB-002 both servers slow: non-critical p95 {still * 1000:.0f} ms on the "
                     f"replica with the cache on; escalations {sorted(keys)}")
 
+    # The scheduled checks (their own Secret, the operator's reads a dead port) found the
+    # dropped index: the plan diff against the baseline and the index HypoPG confirms.
+    found = rb002.wait_findings("QueryPlanDiff", "IndexRecommendations")
+    diff, rec = found["QueryPlanDiff"], found["IndexRecommendations"]
+    assert re.match(r"(Index|Bitmap Heap) Scan -> Seq Scan on orders \(\d+ rows; was using "
+                    r"index orders_customer_id_idx\)", diff["message"]), diff
+    assert rec["ddl"] == "CREATE INDEX CONCURRENTLY ON orders (customer_id)"
+    assert rec["message"].startswith("CREATE INDEX CONCURRENTLY ON orders (customer_id): "
+                                     "confirmed by HypoPG, estimated cost "), rec
+    assert rec["costAfter"] * 2 <= rec["costBefore"], rec
+    assert f"{rec['costBefore']:.2f} -> {rec['costAfter']:.2f}" in rec["message"]
+    measured.append(f"RB-002 policy status QueryPlanDiff: {diff['message']}")
+    measured.append(f"RB-002 policy status IndexRecommendations: {rec['message']}")
+    told = events_for(cluster, "orders-latency")
+    assert any(e.startswith("QueryPlanChanged: QueryPlanDiff: ") and "Seq Scan on orders" in e
+               for e in told), told
+    assert any(e.startswith("IndexRecommended: IndexRecommendations: CREATE INDEX "
+                            "CONCURRENTLY ON orders (customer_id)") for e in told), told
+    assert len([e for e in told if e.startswith("QueryPlanChanged:")]) == 1, told
+
+    # Attached to the open incident: its evidence, its timeline, its postmortem.
+    def attached() -> dict | None:
+        body = cluster.get("Incident", name)
+        checks = {f["check"] for f in body["status"].get("planFindings") or []}
+        return body if {"QueryPlanDiff", "IndexRecommendations"} <= checks else None
+    body = wait_for(attached, timeout=60, what="the findings attached to the incident")
+    kinds = [e["type"] for e in body["status"]["timeline"]]
+    assert "QueryPlanChanged" in kinds and "IndexRecommended" in kinds, kinds
+    page = render_postmortem(body)
+    assert "## Query plans" in page and diff["message"] in page and rec["message"] in page
+    # Only proposed: the operator built no index.
+    assert rb002.indexes() == [("orders_pkey",)]
+
 
 def test_dry_run_plans_it_all_and_changes_nothing(rb002, cluster, operator_factory):
-    cluster.create(runbook())
+    cluster.create(runbook(checks_every="3s"))
     cluster.create(policy(mode="dryRun"))
     operator_factory()
+    indexes = rb002.indexes()
     rb002.wait_p95(lambda v: v < THRESHOLD, "a healthy p95 under load")
+    rb002.wait_baseline()
     primary_only_regression(rb002.postgres)
     rb002.wait_p95(lambda v: v > THRESHOLD, "the regression seen by Prometheus")
     try:
@@ -267,3 +341,8 @@ def test_dry_run_plans_it_all_and_changes_nothing(rb002, cluster, operator_facto
     assert rb002.config("db-routing") == {"non-critical-reads": "primary"}
     assert rb002.config("feature-flags") == {"safe-mode-cache": "off"}
     assert rb002.service.contract() == {"non-critical-reads": "primary", "safe-mode-cache": False}
+    # The scheduled checks only read, in dryRun as always: the plan diff is found, nothing
+    # is built.
+    diff = rb002.wait_findings("QueryPlanDiff")["QueryPlanDiff"]
+    assert " -> Seq Scan on orders (" in diff["message"], diff
+    assert rb002.indexes() == indexes

@@ -54,3 +54,51 @@ def test_the_dropped_index_shows_in_the_plan_diff_and_hypopg_confirms_it(postgre
     finally:
         postgres.execute("primary", "CREATE INDEX IF NOT EXISTS orders_customer_id_idx ON "
                          "orders (customer_id)", role="app")
+
+
+def test_the_runner_watches_the_top_select_and_finds_the_diff_and_the_index(postgres, measured):
+    """runner.observe as the automation daemon runs it: the top SELECTs of pg_stat_statements
+    (the app's statements, run here a few times as the app's role), their generic plans and
+    HypoPG's verdict, in one read-only session; the baseline before the drop, the findings
+    after it."""
+    from missioncontrol.dbchecks import runner, schedule
+    from missioncontrol.model import ScheduledCheck
+
+    checks = (ScheduledCheck("query-plan-diff", "QueryPlanDiff", 3600.0),
+              ScheduledCheck("index-recommendations", "IndexRecommendations", 3600.0))
+    kinds = {c.check for c in checks}
+    for customer in range(5):
+        postgres.query("primary", HISTORY.replace("$1", "%s").replace("$2", "%s"),
+                       (customer, 10), role="app")
+    dsn = postgres.dsn("primary", "missioncontrol")
+    first = asyncio.run(runner.observe(dsn, kinds=kinds))
+    assert first.error is None, first.error
+    history = [w for w in first.watched if "FROM orders WHERE customer_id = $1" in w.query]
+    assert history, [w.query for w in first.watched]
+    state = schedule.judged(schedule.ChecksStatus(), checks, first, now=1.0, database="db")
+    assert state.findings == ()
+    postgres.execute("primary", "DROP INDEX orders_customer_id_idx", role="app")
+    try:
+        later = asyncio.run(runner.observe(dsn, kinds=kinds))
+        state = schedule.judged(state, checks, later, now=2.0, database="db")
+        found = {f.check: f for f in state.findings if f.queryid == history[0].queryid}
+        assert set(found) == {"QueryPlanDiff", "IndexRecommendations"}, state.findings
+        assert " -> Seq Scan on orders (" in found["QueryPlanDiff"].message
+        assert found["IndexRecommendations"].ddl == (
+            "CREATE INDEX CONCURRENTLY ON orders (customer_id)")
+        measured.append(f"runner QueryPlanDiff: {found['QueryPlanDiff'].message}")
+        measured.append(f"runner IndexRecommendations: {found['IndexRecommendations'].message}")
+        assert postgres.query("primary", "SELECT count(*) FROM pg_indexes WHERE tablename = "
+                              "'orders'") == [(1,)]
+    finally:
+        postgres.execute("primary", "CREATE INDEX IF NOT EXISTS orders_customer_id_idx ON "
+                         "orders (customer_id)", role="app")
+
+
+def test_the_runner_says_why_when_the_database_is_not_there():
+    from harness.procs import free_port
+    from missioncontrol.dbchecks import runner
+    seen = asyncio.run(runner.observe(f"postgresql://x:y@127.0.0.1:{free_port()}/none",
+                                      kinds={"QueryPlanDiff"}))
+    assert seen.error.startswith("OperationalError: connection failed"), seen.error
+    assert seen.watched == ()

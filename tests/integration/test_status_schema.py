@@ -18,6 +18,8 @@ from test_crds import GROUP, VERSION, apply, crd_documents, crds, incident, poli
 
 from missioncontrol import conditions
 from missioncontrol import incident as inc
+from missioncontrol.dbchecks import schedule
+from missioncontrol.dbchecks.plans import Plan, Scan
 from missioncontrol.detect.release import TargetState
 from missioncontrol.detect.state import ConditionState
 from missioncontrol.records import from_dict, to_dict
@@ -151,9 +153,28 @@ def maximal_incident_status() -> inc.IncidentStatus:
             inc.SlowStatement("-7212376428115912345", "SELECT * FROM orders WHERE id = $1",
                               40, 150.25, 6010.0, 800),
             inc.SlowStatement("42", "SELECT 1", 1, 0.5, 0.5, 1))),
+        plan_findings=(
+            inc.PlanFinding("IndexRecommendations", "-7212376428115912345",
+                            "SELECT * FROM orders WHERE customer_id = $1",
+                            "CREATE INDEX CONCURRENTLY ON orders (customer_id): confirmed by "
+                            "HypoPG", at(20.75), 13649.5, 120.25,
+                            "CREATE INDEX CONCURRENTLY ON orders (customer_id)"),),
         awaiting_approval="flags",
         cluster="prod-east",
     )
+
+
+def maximal_checks() -> schedule.ChecksStatus:
+    """RB-002's scheduled checks as the automation daemon writes them, every field set."""
+    plan = Plan(120.75, (Scan("Bitmap Heap Scan", "orders", "orders_customer_id_idx",
+                              "(customer_id = $1)"),))
+    return schedule.ChecksStatus(
+        database="orders-db",
+        checks=(schedule.CheckRun("query-plan-diff", "QueryPlanDiff", 3600.0, at(10.5), False,
+                                  "OperationalError: connection failed", 3),),
+        baselines=(schedule.Baseline("42", "SELECT 1 FROM orders WHERE customer_id = $1", plan,
+                                     at(1.5)),),
+        findings=maximal_incident_status().plan_findings)
 
 
 def targets() -> tuple[TargetState, ...]:
@@ -209,6 +230,7 @@ def test_the_maximal_records_leave_nothing_unset():
         return found
 
     assert unset(maximal_incident_status(), "status") == []
+    assert unset(maximal_checks(), "scheduledChecks") == []
     assert [p for t in targets() for p in unset(t, "target")] == []
 
 
@@ -281,7 +303,10 @@ def test_policy_status_schema_is_exactly_what_the_guard_writes():
     # `automation` is written by the RB-003 automation daemon (automation.py), typed in the
     # CRD field by field: checked against what it writes in the e2e RB-003 tests.
     assert set(props) == {"observedGeneration", "conditions", "lastTick", "targetCount",
-                          "targets", "automation"}
+                          "targets", "automation", "scheduledChecks"}
+    # `scheduledChecks`: RB-002's scheduled checks, by the same daemon (dbchecks/runner.py).
+    assert mismatches(schedule.ChecksStatus, props["scheduledChecks"],
+                      "IncidentPolicy.status.scheduledChecks") == []
     assert "x-kubernetes-preserve-unknown-fields" not in props["automation"]
     assert set(props["automation"]["properties"]) == {"targets", "history"}
     assert props["observedGeneration"]["type"] == props["targetCount"]["type"] == "integer"
@@ -343,9 +368,11 @@ def test_a_policy_status_with_targets_survives_the_api_server(env, namespace):
                                  "guarding 2 Deployment(s) with RB-900 in enforce mode",
                                  at(-3600.5), 1)
     sent = {"observedGeneration": 1, "conditions": [to_dict(ready)], "lastTick": iso_precise(T0),
-            "targetCount": 2, "targets": [to_dict(t) for t in targets()]}
+            "targetCount": 2, "targets": [to_dict(t) for t in targets()],
+            "scheduledChecks": to_dict(maximal_checks())}
     stored = write_status(env, namespace, "incidentpolicies", "ipol-test", sent)["status"]
     assert pruned(sent, stored) == []
+    assert from_dict(schedule.ChecksStatus, stored["scheduledChecks"]) == maximal_checks()
     assert tuple(from_dict(TargetState, t) for t in stored["targets"]) == targets()
     assert [from_dict(conditions.Condition, c) for c in stored["conditions"]] == [ready]
     assert (stored["observedGeneration"], stored["targetCount"]) == (1, 2)

@@ -145,6 +145,11 @@ def maximal_status() -> inc.IncidentStatus:
         slow_queries=inc.SlowQueries("orders-db", T0 + 5, T0 + 15, (
             inc.SlowStatement("42", "SELECT * FROM orders WHERE id = $1", 40, 150.0, 6000.0,
                               800),)),
+        plan_findings=(inc.PlanFinding(
+            "IndexRecommendations", "42", "SELECT * FROM orders WHERE customer_id = $1",
+            "CREATE INDEX CONCURRENTLY ON orders (customer_id): confirmed by HypoPG, "
+            "estimated cost 13649.47 -> 120.35", T0 + 20, 13649.47, 120.35,
+            "CREATE INDEX CONCURRENTLY ON orders (customer_id)"),),
         awaiting_approval="replay",
         cluster="prod-east",
     )
@@ -192,7 +197,7 @@ def says(text: str, *phrases: str) -> None:
     assert not missing, f"missing {missing} in:\n{text}"
 
 
-HEADINGS = ["Summary", "Impact and blast radius", "Slow queries", "Timeline",
+HEADINGS = ["Summary", "Impact and blast radius", "Slow queries", "Query plans", "Timeline",
             "What the runbook did",
             "Deploy freeze", "Rollback", "People", "Recovery SLO", "Action items",
             "Conditions"]
@@ -256,6 +261,19 @@ def test_blast_radius():
          "HTTP 503: upstream unavailable |",
          '| errors | `sum(rate(errors_total{namespace="shop"}[5m]))` | Ok | {} 0.0731 |',
          "| latency | `histogram_quantile(0.99, x)` | Error | ClientError: timeout |")
+
+
+def test_query_plans_show_the_scheduled_checks_findings():
+    text = section(render_postmortem(maximal()), "Query plans")
+    says(text, "(indexes are proposed only: the operator never runs DDL)",
+         "| IndexRecommendations | 2030-01-01 10:00:20 UTC (T+20s) | `42` | CREATE INDEX "
+         "CONCURRENTLY ON orders (customer_id): confirmed by HypoPG, estimated cost 13649.47 -> "
+         "120.35 | "
+         "13649.47 -> 120.35 | `SELECT * FROM orders WHERE customer_id = $1` |")
+    empty = section(render_postmortem(body(replace(maximal_status(), plan_findings=()))),
+                    "Query plans")
+    assert empty.strip().startswith("The scheduled database checks (QueryPlanDiff, "
+                            "IndexRecommendations) found nothing while it was open.")
 
 
 def test_timeline_is_a_table_oldest_first_and_points_to_the_events():
