@@ -17,6 +17,7 @@ from kubernetes import client
 
 from e2e.conftest import rb001_policy
 from harness import objects
+from harness.crds import install_file
 from harness.procs import wait_for
 
 pytestmark = pytest.mark.cluster
@@ -34,12 +35,7 @@ def gitops_crds(env):
     for name, crd in (("flux-gitrepositories.yaml", "gitrepositories.source.toolkit.fluxcd.io"),
                       ("flux-kustomizations.yaml", "kustomizations.kustomize.toolkit.fluxcd.io"),
                       ("argocd-applications.yaml", "applications.argoproj.io")):
-        env.kubectl("apply", "--server-side", "-f", str(CRDS / name))
-        # Polled, not `kubectl wait`: that fails outright on a CRD without conditions yet.
-        wait_for(lambda crd=crd: any(
-            c.type == "Established" and c.status == "True" for c in client.ApiextensionsV1Api(
-                env.api).read_custom_resource_definition(crd).status.conditions or []),
-            timeout=60, what=f"CRD {crd} established")
+        install_file(env.kubectl, env.api, CRDS / name, crd)
 
 
 def custom(env) -> client.CustomObjectsApi:

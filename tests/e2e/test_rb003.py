@@ -20,6 +20,7 @@ from kubernetes import client
 
 from e2e.conftest import ROLES, Cluster, catalogue, ownership, secret
 from harness import objects
+from harness.crds import install_file
 from harness.procs import wait_for
 from harness.webhooks import WebhookConsumer
 
@@ -121,9 +122,7 @@ def webhooks(env, cluster, redis_server, tmp_path, crds, receiver, operator_fact
         "spec": {"ingressClassName": "nginx", "rules": [{"host": "hooks.example", "http": {
             "paths": [{"path": "/", "pathType": "Prefix", "backend": {"service": {
                 "name": TARGET, "port": {"number": 80}}}}]}}]}})
-    env.kubectl("apply", "--server-side", "-f", str(KEDA_CRD))
-    env.kubectl("wait", "--for=condition=Established", "crd/scaledobjects.keda.sh",
-                "--timeout=60s")
+    install_file(env.kubectl, env.api, KEDA_CRD, "scaledobjects.keda.sh")
     client.CustomObjectsApi(env.api).create_namespaced_custom_object(
         "keda.sh", "v1alpha1", cluster.namespace, "scaledobjects", {
             "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",

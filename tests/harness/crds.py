@@ -36,3 +36,15 @@ def install(kubectl: Callable[..., object], api: client.ApiClient, *, timeout: f
         return GROUP in groups
 
     wait_for(served, timeout=timeout, what=f"the API to serve {GROUP}")
+
+
+def install_file(kubectl: Callable[..., object], api: client.ApiClient, path: Path,
+                 name: str, *, timeout: float = 60) -> None:
+    """Another project's CRD (KEDA's, Flux's, Argo CD's), applied from its file, once it is
+    Established. Polled rather than `kubectl wait`, which fails outright on a CRD that has
+    no conditions yet."""
+    kubectl("apply", "--server-side", "-f", str(path))
+    ext = client.ApiextensionsV1Api(api)
+    wait_for(lambda: any(c.type == "Established" and c.status == "True" for c in
+                         ext.read_custom_resource_definition(name).status.conditions or []),
+             timeout=timeout, what=f"CRD {name} to be Established")
