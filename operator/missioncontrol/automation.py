@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from . import backoff, guard, tenancy, timeutil
 from .dbchecks import runner
-from .kube import ApiException, Kube
+from .kube import Kube, NotFound
 from .model import Automation, Runbook
 from .parse import ModelError
 from .signals.kubernetes import read_targets, target_namespaces
@@ -152,9 +152,7 @@ async def _one(run: _Pass, prior: dict | None, key: tuple[str, str],
     try:
         live = await kube.json(kube.core.read_namespaced_config_map, auto.contract_config_map,
                                namespace)
-    except ApiException as exc:
-        if exc.status != 404:
-            raise
+    except NotFound:
         entry["message"] = f"ConfigMap {namespace}/{auto.contract_config_map} does not exist"
         return entry, []
     data = live.get("data") or {}
@@ -187,9 +185,7 @@ async def restore(kube: Kube, recorded: dict, *, dry_run: bool,
             continue
         try:
             live = await kube.json(kube.core.read_namespaced_config_map, config_map, namespace)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+        except NotFound:
             continue
         data = live.get("data") or {}
         back = {k: previous.get(k) for k, v in published.items() if data.get(k) == v}

@@ -28,7 +28,7 @@ from .dbchecks import schedule
 from .detect.release import TargetState
 from .guard import POLICY_NAMESPACE, find_ownership
 from .guard import Context as GuardContext
-from .kube import ApiException, Backoff, Missed, Unavailable
+from .kube import ApiException, Backoff, Missed, NotFound, Unavailable
 from .model import (
     Ownership,
     Policy,
@@ -271,9 +271,7 @@ class Run:
         try:
             deployment = await kube.json(kube.apps.read_namespaced_deployment, target["name"],
                                          target["namespace"])
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+        except NotFound:
             deployment = None
         ownership = None
         if deployment is not None and policy is not None:

@@ -14,7 +14,7 @@ from . import incident as inc
 from . import labels, metrics, owners, pause, references, templates, tenancy
 from .detect.outcome import Check, Outcome
 from .detect.release import Readings, TargetState, armed, evaluate, next_due, observe
-from .kube import ApiException, Kube
+from .kube import ApiException, Conflict, Kube
 from .model import (
     Condition,
     Ownership,
@@ -441,9 +441,8 @@ async def open_incident(ctx: Context, resolved: Resolved, target: Target, state:
     try:
         await ctx.kube.create("Incident", namespace, body)
         metrics.INCIDENTS_OPENED.labels(runbook=runbook.id, mode=mode).inc()
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
+    except Conflict:
+        pass   # opened already (by a round before a restart): it is the same incident
     status = inc.opened(
         now=now, mode=mode, slo=runbook.recovery.slo, reason=reason,
         evidence=tuple(inc.Evidence(c.condition, str(c.outcome), c.message[:1000], c.at, c.value)

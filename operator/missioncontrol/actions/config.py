@@ -5,7 +5,7 @@ limit as ingress-nginx's annotation: ingress.py). Each previous value is recorde
 from __future__ import annotations
 
 from ..incident import Change, StepRecord
-from ..kube import ApiException, Kube
+from ..kube import Kube, NotFound
 from ..markdown import and_list
 from ..model import ConfigValue, RateLimit, SetFlags, Step
 from . import ingress
@@ -71,9 +71,7 @@ async def _planned(ctx: StepContext, config_map: str,
         current = await ctx.kube.json(ctx.kube.core.read_namespaced_config_map, config_map,
                                       namespace)
         data = current.get("data") or {}
-    except ApiException as exc:
-        if exc.status != 404:
-            raise
+    except NotFound:
         return StepResult.failed(f"ConfigMap {namespace}/{config_map} does not exist")
     return tuple(Change("ConfigMap", config_map, f"data[{k}]", _short(data.get(k)), _short(v),
                         namespace)
@@ -110,9 +108,7 @@ async def undo_config(kube: Kube, record: StepRecord, dry_run: bool) -> StepResu
         try:
             live = await kube.json(kube.core.read_namespaced_config_map, change.name,
                                    change.namespace)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+        except NotFound:
             skipped.append(f"Skipped: ConfigMap {change.name} is gone")
             continue
         value = (live.get("data") or {}).get(key)

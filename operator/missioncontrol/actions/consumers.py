@@ -5,7 +5,7 @@ paused by the ScaledObject's annotation instead (keda.py), and recovery removes 
 from __future__ import annotations
 
 from ..incident import Change, StepRecord
-from ..kube import ApiException, Kube
+from ..kube import Kube, NotFound
 from ..model import PauseConsumers, Step
 from . import keda
 from .base import Action, StepContext, StepResult, changed_by, reversed_changes, undone
@@ -87,9 +87,7 @@ async def resume_consumers(kube: Kube, record: StepRecord, dry_run: bool) -> Ste
         try:
             live = await kube.json(kube.apps.read_namespaced_deployment, change.name,
                                    change.namespace)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
+        except NotFound:
             skipped.append(f"Skipped: Deployment {change.name} is gone")
             continue
         replicas = str(live["spec"].get("replicas", 1))

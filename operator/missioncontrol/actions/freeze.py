@@ -11,7 +11,7 @@ from dataclasses import replace
 from .. import labels, podtemplate, tenancy
 from ..durations import format as dur
 from ..incident import Change, Freeze, IncidentStatus
-from ..kube import ApiException, Kube
+from ..kube import Kube, NotFound
 from ..model import FreezeDeployments, Step
 from .base import Action, StepContext, StepResult
 
@@ -50,10 +50,8 @@ async def healthy_fingerprint(kube: Kube, namespace: str, replica_set: str | Non
         return None
     try:
         rs = await kube.json(kube.apps.read_namespaced_replica_set, replica_set, namespace)
-    except ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
+    except NotFound:
+        return None
     return podtemplate.fingerprint(rs["spec"]["template"])
 
 
@@ -91,9 +89,8 @@ async def _label(kube: Kube, obj: str, labels: dict, annotations: dict) -> None:
             await kube.call(kube.core.patch_namespace, rest[0], patch)
         else:
             await kube.call(kube.apps.patch_namespaced_deployment, rest[1], rest[0], patch)
-    except ApiException as exc:
-        if exc.status != 404:   # a deleted object is frozen enough
-            raise
+    except NotFound:
+        pass   # a deleted object is frozen enough
 
 
 class FreezeAction(Action):

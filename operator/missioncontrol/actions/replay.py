@@ -7,7 +7,7 @@ import asyncio
 
 from .. import labels, tenancy
 from ..incident import Change
-from ..kube import ApiException
+from ..kube import Conflict, NotFound
 from ..markdown import code
 from ..model import ReplaySample, Step
 from .base import Action, StepContext, StepResult
@@ -29,9 +29,7 @@ async def sample_of(ctx: StepContext, params: ReplaySample) -> list[str] | None:
     try:
         body = await ctx.kube.json(ctx.kube.core.read_namespaced_config_map, config_map,
                                    namespace)
-    except ApiException as exc:
-        if exc.status != 404:
-            raise
+    except NotFound:
         return None
     events, size = [], 0
     for line in ((body.get("data") or {}).get(key) or "").splitlines():
@@ -82,9 +80,8 @@ async def replay_sample(ctx: StepContext, step: Step) -> StepResult:
                                   changes=(change,))
     try:
         await ctx.kube.call(ctx.kube.batch.create_namespaced_job, params.namespace, job)
-    except ApiException as exc:
-        if exc.status != 409:
-            raise
+    except Conflict:
+        pass   # created once: the Job is named after the incident
     return StepResult.ok(f"started Job {params.namespace}/{job_name} replaying "
                          f"{count} sampled events", changes=(change,))
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from .. import labels, podtemplate, timeutil
 from ..durations import format as dur
 from ..incident import SUCCEEDED, Change, IncidentStatus, StepRecord
-from ..kube import ApiException, Kube
+from ..kube import Kube, NotFound
 from ..model import Policy, Rollback, Step
 from .base import Action, StepContext, StepResult
 
@@ -33,11 +33,9 @@ async def rollback(ctx: StepContext, step: Step) -> StepResult:
         rs = await ctx.kube.json(ctx.kube.apps.read_namespaced_replica_set,
                                  plan.to_replica_set, namespace)
         dep = await ctx.kube.json(ctx.kube.apps.read_namespaced_deployment, name, namespace)
-    except ApiException as exc:
-        if exc.status == 404:
-            return StepResult.failed(f"cannot roll back: {exc.reason} ({plan.to_replica_set})",
-                                     escalate="the healthy ReplicaSet is gone")
-        raise
+    except NotFound as exc:
+        return StepResult.failed(f"cannot roll back: {exc.reason} ({plan.to_replica_set})",
+                                 escalate="the healthy ReplicaSet is gone")
     wanted = podtemplate.strip(rs["spec"]["template"])
     change = Change("Deployment", name, "spec.template",
                     f"revision {plan.from_revision} ({plan.from_replica_set})",

@@ -7,7 +7,7 @@ import logging
 import kopf
 
 from .. import GROUP, VERSION, conditions, guard, leadership, timeutil
-from ..kube import ApiException, Backoff, Missed, Unavailable
+from ..kube import ApiException, Backoff, Missed, NotFound, Unavailable
 from ..records import from_dict, to_dict
 
 
@@ -57,9 +57,9 @@ async def guard_policy(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonSto
         except Unavailable as exc:
             missed.add(now, exc)
             status = {**status, **patch}   # not written yet: the next pass writes it
+        except NotFound:
+            return   # the policy is gone
         except ApiException as exc:
-            if exc.status == 404:
-                return
             logger.warning("cannot write status: API %s %s", exc.status, exc.reason)
         await stopped.wait(result.wait)
 
