@@ -43,6 +43,21 @@ def _run(args: argparse.Namespace) -> int:
                               extra_headers=extra,
                               headers_file=args.prometheus_headers_file)
 
+    from .alertreceiver import ReceiverOptions
+
+    receiver = None
+    if args.alertmanager_port:
+        if not args.alertmanager_token_file:
+            raise SystemExit("missionctl run: --alertmanager-port needs "
+                             "--alertmanager-token-file (the receiver never runs without a "
+                             "token)")
+        if bool(args.alertmanager_tls_cert_file) != bool(args.alertmanager_tls_key_file):
+            raise SystemExit("missionctl run: --alertmanager-tls-cert-file and "
+                             "--alertmanager-tls-key-file go together")
+        receiver = ReceiverOptions(port=args.alertmanager_port,
+                                   token_file=args.alertmanager_token_file,
+                                   tls_cert_file=args.alertmanager_tls_cert_file,
+                                   tls_key_file=args.alertmanager_tls_key_file)
     protected = (default_protected(own_namespace()) if args.protected_namespaces is None
                  else tuple(n for n in (p.strip() for p in args.protected_namespaces.split(","))
                             if n))   # "--protected-namespaces=" protects none
@@ -60,7 +75,8 @@ def _run(args: argparse.Namespace) -> int:
         priority=args.priority,
         peering_name=args.peering or "mission-control", lease=args.lease,
         lease_duration=durations.parse(args.lease_duration), instance=args.instance,
-        cluster_name=_cluster_name(args.cluster_name))
+        cluster_name=_cluster_name(args.cluster_name),
+        alert_receiver=receiver, alertmanager_url=args.alertmanager_url)
     return run(options, verbose=args.verbose)
 
 
@@ -118,6 +134,26 @@ def _prometheus_flags(run: argparse.ArgumentParser) -> None:
                           "system's CAs; TLS is always verified)")
 
 
+def _alertmanager_flags(run: argparse.ArgumentParser) -> None:
+    run.add_argument("--alertmanager-port", type=int, default=0, metavar="PORT",
+                     help="serve Alertmanager's webhook receiver at :PORT/alertmanager, for "
+                          "`alert` trigger conditions (0: off; needs "
+                          "--alertmanager-token-file)")
+    run.add_argument("--alertmanager-token-file", default=None, metavar="FILE",
+                     help="the bearer token Alertmanager must send (http_config.authorization;"
+                          " a mounted Secret, re-read at every request)")
+    run.add_argument("--alertmanager-tls-cert-file", default=None, metavar="FILE",
+                     help="serve the receiver over HTTPS with this certificate (and "
+                          "--alertmanager-tls-key-file); default: HTTP")
+    run.add_argument("--alertmanager-tls-key-file", default=None, metavar="FILE",
+                     help="the private key of --alertmanager-tls-cert-file")
+    run.add_argument("--alertmanager-url", default=os.environ.get("ALERTMANAGER_URL"),
+                     metavar="URL",
+                     help="the Alertmanager whose silences a policy with "
+                          "spec.alertmanager.respectSilences consults (default: "
+                          "$ALERTMANAGER_URL; a policy's spec.alertmanager.url wins)")
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="missionctl", description=__doc__)
     sub = top.add_subparsers(dest="command", required=True)
@@ -139,6 +175,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true",
                      help="treat every policy as dryRun: record planned steps, change nothing")
     _prometheus_flags(run)
+    _alertmanager_flags(run)
     run.add_argument("--kubeconfig", default=None,
                      help="default: in-cluster credentials, else $KUBECONFIG")
     run.add_argument("--liveness-port", type=int, default=8080,

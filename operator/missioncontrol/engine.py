@@ -86,7 +86,7 @@ class Run:
 
     @property
     def dry_run(self) -> bool:
-        return self.status.mode == "dryRun" or self.e.force_dry_run
+        return self.status.mode in inc.QUIET_MODES or self.e.force_dry_run
 
     async def apply(self, change: Callable[[inc.IncidentStatus], inc.IncidentStatus]) -> None:
         async with self.lock:

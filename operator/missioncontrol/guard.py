@@ -11,11 +11,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from . import incident as inc
-from . import labels, metrics, owners, pause, references, templates, tenancy
+from . import labels, metrics, owners, pause, references, silences, templates, tenancy
+from .alerts import AlertStore
 from .detect.outcome import Check, Outcome
 from .detect.release import Readings, TargetState, armed, evaluate, next_due, observe
 from .kube import ApiException, Conflict, Kube
 from .model import (
+    Alert,
     Condition,
     Ownership,
     Policy,
@@ -48,6 +50,10 @@ class Context:
     force_dry_run: bool = False
     # PromQL queries running beside the ticks, per (policy, condition): see tick().
     queries: InFlight = field(default_factory=InFlight)
+    # What Alertmanager sent (alertreceiver.py), for `alert` conditions; None: no receiver,
+    # every alert condition unknown.
+    alerts: AlertStore | None = None
+    alertmanager_url: str | None = None    # --alertmanager-url: for policies' silences
 
 
 @dataclass
@@ -220,8 +226,9 @@ async def tick(ctx: Context, body: dict) -> TickResult:
         state = await _follow_incident(ctx, state)
         state = observe(state, target.reading, stable_for=runbook.recovery.stable_for,
                         now=judging.now)
-        states[target.key] = await judging.judge(cluster, target, state,
-                                                 Readings(release=target.release))
+        reports, unknown = _alert_reports(ctx, runbook, target.key)
+        states[target.key] = await judging.judge(cluster, target, state, Readings(
+            release=target.release, alerts=reports, errors=unknown))
     spare = min((next_due(cluster, s, ctx.clock()) for s in states.values()), default=0.0)
     await ctx.queries.settle(asked, within=min(spare, 10.0))
     answers = _prometheus_readings(ctx, owner, runbook, targets)
@@ -290,6 +297,17 @@ def _evidence(state: TargetState, made: list[Check]) -> list[Check]:
                for name, c in state.checks.items()
                if name not in fresh and c.last_outcome and c.last_check is not None]
     return [*made, *earlier]
+
+
+def _alert_reports(ctx: Context, runbook: Runbook,
+                   key: tuple[str, str]) -> tuple[dict[str, tuple], dict[str, str]]:
+    """Per `alert` condition, what Alertmanager reported of this target; without a receiver,
+    why each is unknown."""
+    conditions = [c for c in runbook.trigger.conditions if isinstance(c.detector, Alert)]
+    if ctx.alerts is None:
+        return {}, {c.name: "the operator runs no Alertmanager receiver (--alertmanager-port)"
+                    for c in conditions}
+    return {c.name: ctx.alerts.reports(c.detector, key) for c in conditions}, {}
 
 
 def _reads_prometheus(condition: Condition) -> bool:
@@ -419,6 +437,9 @@ async def open_incident(ctx: Context, resolved: Resolved, target: Target, state:
         if (phase or inc.DETECTED) in inc.OPEN_PHASES:
             return body["metadata"]["name"]
     mode = mode_of(ctx, policy)
+    looked = await _silences(ctx, resolved, target, state) if mode == "enforce" else None
+    if looked is not None and looked.silence is not None:
+        mode = inc.SILENCED
     reason = "; ".join(f"{c.condition}: {c.message}" for c in fired)[:1000]
     owner = await _owner(ctx, policy, target)
     spec = {
@@ -448,6 +469,7 @@ async def open_incident(ctx: Context, resolved: Resolved, target: Target, state:
         evidence=tuple(inc.Evidence(c.condition, str(c.outcome), c.message[:1000], c.at, c.value)
                        for c in made),
         steps=tuple((s.id, s.action) for s in runbook.steps))
+    status = _silence_noted(status, looked, now)
     to_revision, to_replica_set = state.rollback_target()
     status = replace(status, rollback=inc.RollbackRecord(
         from_revision=state.revision, from_replica_set=state.replica_set,
@@ -459,6 +481,52 @@ async def open_incident(ctx: Context, resolved: Resolved, target: Target, state:
         await ctx.kube.patch_status("Incident", namespace, name, to_dict(status))
     log.info("opened incident %s/%s: %s", namespace, name, reason)
     return name
+
+
+async def _silences(ctx: Context, resolved: Resolved, target: Target,
+                    state: TargetState) -> silences.Lookup | None:
+    """Alertmanager's word on the target, for a policy that respects its silences."""
+    settings = resolved.policy.alertmanager
+    if not settings.respect_silences:
+        return None
+    url = settings.url or ctx.alertmanager_url
+    if not url:
+        return silences.Lookup(error="spec.alertmanager.respectSilences is set, but neither "
+                                     "spec.alertmanager.url nor --alertmanager-url says where "
+                                     "Alertmanager is")
+    namespace, deployment = target.key
+    base = silences.target_labels(namespace_label=settings.namespace_label,
+                                  deployment_label=settings.deployment_label,
+                                  namespace=namespace, deployment=deployment,
+                                  runbook=resolved.runbook.id)
+    label_sets = [base]
+    if ctx.alerts is not None:   # the firing alerts that opened it: silencing one covers it
+        for condition in resolved.runbook.trigger.conditions:
+            if isinstance(condition.detector, Alert):
+                label_sets += [{**dict(r.labels), **base}
+                               for r in ctx.alerts.reports(condition.detector, target.key)
+                               if r.firing]
+    looked = await silences.lookup(url, label_sets, now=ctx.clock())
+    metrics.SILENCE_LOOKUPS.labels(result="unreachable" if looked.error else "silenced"
+                                   if looked.silence else "not_silenced").inc()
+    return looked
+
+
+def _silence_noted(status: inc.IncidentStatus, looked: silences.Lookup | None,
+                   now: float) -> inc.IncidentStatus:
+    if looked is None:
+        return status
+    if looked.error:
+        return inc.note(status, now, "SilencesUnknown",
+                        f"not silenced: {looked.error}; acting as the policy's mode says")
+    if looked.silence is None:
+        return status
+    found = looked.silence
+    status = replace(status, silence=inc.SilenceRecord(
+        found.id, found.created_by, found.comment[:1000], found.ends_at,
+        ", ".join(str(m) for m in found.matchers)[:1000]))
+    return inc.note(status, now, "Silenced",
+                    f"{silences.describe(found)}: steps are only planned and nobody is paged")
 
 
 async def _owner(ctx: Context, policy: Policy, target: Target) -> str:

@@ -20,6 +20,10 @@ DETECTED, MITIGATING, MITIGATED, RESOLVED, FAILED, CLOSED = (
     "Detected", "Mitigating", "Mitigated", "Resolved", "Failed", "Closed")
 REJECTED = "Rejected"     # a hand-made incident the operator cannot run: never acted on
 OPEN_PHASES = (DETECTED, MITIGATING, MITIGATED, FAILED)
+# The modes in which nothing is changed and nobody is paged: dryRun, and silenced (an
+# Alertmanager silence covered the target when the incident opened: silences.py).
+SILENCED = "silenced"
+QUIET_MODES = ("dryRun", SILENCED)
 # The incident's policy or target is gone: it can no longer act or resolve by itself.
 AUTOMATION_STOPPED = "AutomationStopped"
 TIMELINE_LIMIT = 50       # the newest entries stay in status; all of them go out as Events
@@ -244,6 +248,16 @@ class OwnershipRef:
 
 
 @dataclass(frozen=True)
+class SilenceRecord:
+    """The Alertmanager silence that opened this incident silenced (silences.py)."""
+    id: str
+    created_by: str = ""
+    comment: str = ""
+    ends_at: float | None = stamp()
+    matchers: str = ""
+
+
+@dataclass(frozen=True)
 class IncidentStatus:
     phase: str = DETECTED
     reason: str = ""
@@ -275,6 +289,7 @@ class IncidentStatus:
     plan_findings: tuple[PlanFinding, ...] = ()   # the scheduled checks' (dbchecks.schedule)
     awaiting_approval: str | None = None   # the id of the step waiting for approval
     cluster: str | None = None   # the --cluster-name of the operator that runs it
+    silence: SilenceRecord | None = None
 
     # -- reading ----------------------------------------------------------------------------
     @property

@@ -14,7 +14,8 @@ import kopf
 from aiohttp import web
 from prometheus_client import start_http_server
 
-from . import guard, metrics, tenancy, timeutil, webhook, webhookcerts
+from . import alertreceiver, guard, metrics, tenancy, timeutil, webhook, webhookcerts
+from .alerts import AlertStore
 from .engine import Engine
 from .freezeindex import FreezeIndex
 from .handlers import freeze
@@ -50,6 +51,8 @@ class Options:
     lease_duration: float = DURATION
     instance: str = ""
     cluster_name: str = ""            # --cluster-name: which cluster of a fleet this is
+    alert_receiver: alertreceiver.ReceiverOptions | None = None   # --alertmanager-port
+    alertmanager_url: str | None = None   # --alertmanager-url: whose silences policies consult
 
     @property
     def lease_ref(self) -> tuple[str, str]:
@@ -74,7 +77,9 @@ def build_memo(options: Options) -> kopf.Memo:
     memo = kopf.Memo()
     memo.options = options
     memo.kube = kube
-    memo.guard = guard.Context(kube, prometheus, timeutil.wall, options.dry_run)
+    memo.alerts = AlertStore() if options.alert_receiver is not None else None
+    memo.guard = guard.Context(kube, prometheus, timeutil.wall, options.dry_run,
+                               alerts=memo.alerts, alertmanager_url=options.alertmanager_url)
     memo.engine = Engine(kube, prometheus, timeutil.wall, _post_event,
                          force_dry_run=options.dry_run, tick=options.tick,
                          redeliver_every=options.redeliver_every,
@@ -118,6 +123,8 @@ async def operate(options: Options) -> None:
         async with contextlib.AsyncExitStack() as stack:
             if options.webhook is not None:
                 await stack.enter_async_context(_freeze_webhook(memo.kube, options))
+            if options.alert_receiver is not None:
+                await stack.enter_async_context(_alert_receiver(memo, options.alert_receiver))
             await kopf.operator(clusterwide=not options.namespaces,
                                 namespaces=list(options.namespaces),
                                 liveness_endpoint=liveness, memo=memo)
@@ -126,6 +133,23 @@ async def operate(options: Options) -> None:
         with contextlib.suppress(asyncio.CancelledError):
             await lease
         await memo.leadership.release()
+
+
+@contextlib.asynccontextmanager
+async def _alert_receiver(memo: kopf.Memo,
+                          receiver: alertreceiver.ReceiverOptions) -> AsyncIterator[None]:
+    """Every replica receives Alertmanager's notifications; the leader's guard acts on them
+    (see alertreceiver.py for how a standby hands a notification on)."""
+    application = alertreceiver.app(memo.alerts, token_file=receiver.token_file,
+                                    clock=timeutil.wall,
+                                    leading=lambda: memo.leadership.leading)
+    runner = await alertreceiver.serve(receiver, application)
+    log.info("Alertmanager receiver on :%d%s (%s)", receiver.port, alertreceiver.PATH,
+             "https" if receiver.tls_cert_file else "http")
+    try:
+        yield
+    finally:
+        await runner.cleanup()
 
 
 @contextlib.asynccontextmanager

@@ -86,3 +86,11 @@ WEBHOOK_CERT_RENEWALS = Counter(
     "missioncontrol_webhook_certificate_renewals_total",
     "Changes this replica made to the shared webhook certificate, by step (create, replace, "
     "stage, promote, prune).", ["step"])
+ALERT_PAYLOADS = Counter(
+    "missioncontrol_alertmanager_payloads_total",
+    "Alertmanager webhook payloads received, by result (accepted, standby, invalid, "
+    "unauthorized).", ["result"])
+SILENCE_LOOKUPS = Counter(
+    "missioncontrol_alertmanager_silence_lookups_total",
+    "Alertmanager silence lookups before an incident opened, by result (silenced, "
+    "not_silenced, unreachable).", ["result"])

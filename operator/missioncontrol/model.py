@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from . import timeutil
+from .matchers import Matcher, MatcherError
 from .parse import ModelError, Reader
 
 SEVERITIES = ("SEV1", "SEV2", "SEV3", "SEV4")
@@ -175,7 +176,24 @@ class RisesSharply:
     kind = "risesSharply"
 
 
-Detector = Readiness | Threshold | RisesSharply
+@dataclass(frozen=True)
+class Alert:
+    """An Alertmanager alert about the target (see alerts.py): firing fails the check,
+    resolved passes it, no report within `stale_after` is unknown."""
+    alertname: str
+    matchers: tuple[Matcher, ...] = ()           # beyond the alertname and the target
+    namespace_label: str = "namespace"
+    deployment_label: str = "deployment"
+    sustain: float | None = None                 # `for`: firing continuously this long
+    consecutive_failures: int | None = None
+    interval: float = 5.0
+    # Alertmanager re-sends a firing alert every repeat_interval (4h by default), and a
+    # resolved one once: a report older than this says nothing of now.
+    stale_after: float = 5 * 3600.0
+    kind = "alert"
+
+
+Detector = Readiness | Threshold | RisesSharply | Alert
 
 
 @dataclass(frozen=True)
@@ -190,9 +208,10 @@ class Condition:
 
     @classmethod
     def parse(cls, r: Reader) -> Condition:
-        kinds = [k for k in ("readiness", "threshold", "risesSharply") if r.has(k)]
+        kinds = [k for k in ("readiness", "threshold", "risesSharply", "alert") if r.has(k)]
         if len(kinds) != 1:
-            raise ModelError(r.path, "set exactly one of readiness, threshold, risesSharply")
+            raise ModelError(r.path, "set exactly one of readiness, threshold, risesSharply, "
+                                     "alert")
         d = r.obj(kinds[0])
         detector: Detector
         if kinds[0] == "readiness":
@@ -208,6 +227,8 @@ class Condition:
             detector = Threshold(d.str("query"), above, below, sustain,
                                  consecutive if consecutive or sustain else 1,
                                  d.duration("interval", 30.0, bounds=INTERVAL))
+        elif kinds[0] == "alert":
+            detector = _parse_alert(d)
         else:
             factor = d.float("factor")
             if factor <= 1:
@@ -216,6 +237,59 @@ class Condition:
                                     d.float("minIncrease", 0.0),
                                     d.duration("interval", 30.0, bounds=INTERVAL))
         return cls(name=r.str("name"), detector=detector, description=r.str("description", ""))
+
+
+def _parse_alert(d: Reader, base: Alert | None = None) -> Alert:
+    """An `alert` condition, or a policy's override of one (`base`: the runbook's)."""
+    alertname = d.str("alertname") if base is None else d.str("alertname", base.alertname)
+    matchers = base.matchers if base is not None else ()
+    if d.has("labels") or d.has("matchers"):
+        matchers = tuple(_matchers(d))
+    sustain = d.duration("for", base.sustain if base else None, bounds=SPAN)
+    consecutive = d.int("consecutiveFailures", base.consecutive_failures if base else None,
+                        minimum=1)
+    alert = Alert(alertname, matchers,
+                  _alert_label(d.str("namespaceLabel", base.namespace_label if base
+                                     else "namespace"), f"{d.path}.namespaceLabel"),
+                  _alert_label(d.str("deploymentLabel", base.deployment_label if base
+                                     else "deployment"), f"{d.path}.deploymentLabel"),
+                  sustain, consecutive if consecutive or sustain else 1,
+                  d.duration("interval", base.interval if base else 5.0, bounds=INTERVAL),
+                  d.duration("staleAfter", base.stale_after if base else 5 * 3600.0,
+                             bounds=LONG))
+    if alert.stale_after < alert.interval:
+        raise ModelError(f"{d.path}.staleAfter", "must not be shorter than interval")
+    return alert
+
+
+PROMETHEUS_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+
+def _alert_label(name: str, path: str) -> str:
+    if not PROMETHEUS_LABEL.fullmatch(name):
+        raise ModelError(path, f"{name!r} is not a Prometheus label name: letters, digits and "
+                               f"'_', not starting with a digit")
+    return name
+
+
+def _matchers(d: Reader) -> list[Matcher]:
+    """`labels` (each one equal) and `matchers` (Alertmanager's shape: name, value, isRegex,
+    isEqual), one list."""
+    labels = d.raw("labels", {}) or {}
+    if not isinstance(labels, dict):
+        raise ModelError(f"{d.path}.labels", "must be a map of label name to value")
+    out = []
+    for key, value in labels.items():
+        out.append(Matcher.make(_alert_label(str(key), f"{d.path}.labels"), str(value)))
+    for index, m in enumerate(d.items("matchers")):
+        try:
+            out.append(Matcher.make(_alert_label(m.str("name"), f"{m.path}.name"),
+                                    m.str("value"),
+                                    is_regex=m.bool("isRegex", False),
+                                    is_equal=m.bool("isEqual", True)))
+        except MatcherError as exc:
+            raise ModelError(f"{d.path}.matchers[{index}]", str(exc)) from None
+    return out
 
 
 @dataclass(frozen=True)
@@ -640,6 +714,25 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class AlertmanagerSettings:
+    """spec.alertmanager: consult its silences before acting (silences.py)."""
+    respect_silences: bool = False
+    url: str | None = None               # default: the operator's --alertmanager-url
+    namespace_label: str = "namespace"
+    deployment_label: str = "deployment"
+
+    @classmethod
+    def parse(cls, r: Reader) -> AlertmanagerSettings:
+        url = r.str("url", None)
+        if url is not None and not re.match(r"https?://[^/\s]+", url):
+            raise ModelError(f"{r.path}.url", f"{url!r} is not an http(s) URL")
+        return cls(r.bool("respectSilences", False), url,
+                   _alert_label(r.str("namespaceLabel", "namespace"), f"{r.path}.namespaceLabel"),
+                   _alert_label(r.str("deploymentLabel", "deployment"),
+                                f"{r.path}.deploymentLabel"))
+
+
+@dataclass(frozen=True)
 class Policy:
     namespace: str
     name: str
@@ -665,6 +758,7 @@ class Policy:
     paused_until: float | None = None
     pause_reason: str = ""
     paused_by: str = ""
+    alertmanager: AlertmanagerSettings = field(default_factory=AlertmanagerSettings)
 
     @property
     def dry_run(self) -> bool:
@@ -714,6 +808,8 @@ class Policy:
             ownership=ownership.str("name") if ownership else None,
             paused_until=_timestamp(spec, "pausedUntil"),
             pause_reason=spec.str("pauseReason", ""), paused_by=spec.str("pausedBy", ""),
+            alertmanager=AlertmanagerSettings.parse(spec.obj("alertmanager"))
+            if spec.has("alertmanager") else AlertmanagerSettings(),
         )
 
 
@@ -766,6 +862,8 @@ def _override_condition(condition: Condition, r: Reader) -> Condition:
                                                   minimum=1),
                     interval=r.duration("interval", d.interval, bounds=INTERVAL),
                     grace_period=r.duration("gracePeriod", d.grace_period, bounds=GRACE))
+    elif isinstance(d, Alert):
+        d = _parse_alert(r, d)
     elif isinstance(d, Threshold):
         above, below = r.float("above", None), r.float("below", None)
         if above is not None and below is not None:

@@ -132,7 +132,9 @@ class _Postmortem:
         self.runbook_name = runbook.get("name")
         self.severity = spec.get("severity") or status.severity
         self.t0 = status.detected_at
-        self.dry_run = (status.mode if has_status else spec.get("mode")) == "dryRun"
+        mode = status.mode if has_status else spec.get("mode")
+        self.dry_run = mode in inc.QUIET_MODES
+        self.silenced = mode == inc.SILENCED
         # One date for the whole incident: the timeline then shows times of day only.
         stamps = [e.at for e in status.timeline if e.at is not None]
         days = {_utc(t).date() for t in [*stamps, *([self.t0] if self.t0 else [])]}
@@ -185,7 +187,10 @@ class _Postmortem:
         if self.t0 is not None:
             paragraph.append(f"Detected at {when(self.t0)}.")
         paragraph.append(self._progress())
-        if self.dry_run:
+        if self.silenced:
+            paragraph.append("It opened silenced: nothing in the cluster is changed and nobody "
+                             "is paged; the steps below are what would be done.")
+        elif self.dry_run:
             paragraph.append("It runs in dry-run mode: nothing in the cluster is changed; the "
                              "steps below are what would be done." if s.open else
                              "It ran in dry-run mode: nothing in the cluster was changed; the "
@@ -194,6 +199,8 @@ class _Postmortem:
             paragraph.append("It runs in enforce mode: its steps change the cluster."
                              if s.open else
                              "It ran in enforce mode: the steps below changed the cluster.")
+        if s.silence is not None:
+            paragraph.append(f"{silence_line(s.silence)}.")
         if s.escalated:
             paragraph.append("It was escalated (see People).")
         lines += ["", " ".join(p for p in paragraph if p)]
@@ -598,3 +605,10 @@ def _revision(number: int | None, replica_set: str | None) -> str:
     text = f"revision {number}" if number is not None else "an unknown revision"
     return text + (f" (ReplicaSet `{replica_set}`)" if replica_set else "")
 
+
+def silence_line(silence: inc.SilenceRecord) -> str:
+    by = f" by {silence.created_by}" if silence.created_by else ""
+    until = f" until {timeutil.iso(silence.ends_at)}" if silence.ends_at else ""
+    comment = f": {silence.comment}" if silence.comment else ""
+    matchers = f" ({silence.matchers})" if silence.matchers else ""
+    return f"Alertmanager silence `{silence.id}`{by}{until}{matchers}{comment}"

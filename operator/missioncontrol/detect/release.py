@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from ..model import Readiness, RisesSharply, Runbook, Threshold
+from ..model import Alert, Readiness, RisesSharply, Runbook, Threshold
 from ..records import stamp
 from . import signals
 from .outcome import Check, Outcome
@@ -144,6 +144,7 @@ class Readings:
     values: dict[str, float | None] = field(default_factory=dict)      # condition -> value
     baselines: dict[str, float | None] = field(default_factory=dict)   # risesSharply lows
     errors: dict[str, str] = field(default_factory=dict)               # condition -> why unknown
+    alerts: dict[str, tuple[signals.AlertReport, ...]] = field(default_factory=dict)
 
 
 def evaluate(runbook: Runbook, state: TargetState, readings: Readings,
@@ -166,6 +167,9 @@ def evaluate(runbook: Runbook, state: TargetState, readings: Readings,
         elif isinstance(detector, Threshold):
             check = signals.threshold(condition.name, detector,
                                       readings.values.get(condition.name), now, error)
+        elif isinstance(detector, Alert):
+            check = signals.alert(condition.name, detector,
+                                  readings.alerts.get(condition.name, ()), now, error)
         elif isinstance(detector, RisesSharply):
             check = signals.rises_sharply(condition.name, detector,
                                           readings.values.get(condition.name),

@@ -6,7 +6,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..model import Readiness, RisesSharply, Threshold
+from .. import durations, timeutil
+from ..model import Alert, Readiness, RisesSharply, Threshold
 from .outcome import Check, Outcome
 
 
@@ -37,6 +38,47 @@ def rises_sharply(name: str, detector: RisesSharply, current: float | None,
     return Check(name, verdict, now, current,
                  f"value {current:.4g}, lowest in window {baseline:.4g} "
                  f"(fires at x{detector.factor:g} and +{detector.min_increase:g})")
+
+
+@dataclass(frozen=True)
+class AlertReport:
+    """The latest report Alertmanager sent of one alert (one fingerprint) about a target."""
+    fingerprint: str
+    alertname: str
+    labels: tuple[tuple[str, str], ...]
+    firing: bool
+    received_at: float
+    starts_at: float | None = None
+    summary: str = ""     # the alert's summary (or description) annotation
+
+
+def alert(name: str, detector: Alert, reports: tuple[AlertReport, ...], now: float,
+          error: str = "") -> Check:
+    """Firing fails the check, resolved passes it; no report, or only reports older than
+    `stale_after` (Alertmanager re-sends a firing alert every repeat_interval, and a resolved
+    one once), is unknown: silence from Alertmanager is not health."""
+    fresh = [r for r in reports if now - r.received_at <= detector.stale_after]
+    firing = sorted((r for r in fresh if r.firing), key=lambda r: r.starts_at or 0.0)
+    if firing:
+        first = firing[0]
+        since = f" since {timeutil.iso(first.starts_at)}" if first.starts_at else ""
+        more = f" (and {len(firing) - 1} more)" if len(firing) > 1 else ""
+        about = f": {first.summary}" if first.summary else ""
+        return Check(name, Outcome.FAIL, now, float(len(firing)),
+                     f"alert {detector.alertname} firing{since}{more}{about}")
+    if fresh:
+        latest = max(fresh, key=lambda r: r.received_at)
+        return Check(name, Outcome.PASS, now, 0.0,
+                     f"alert {detector.alertname} resolved (reported "
+                     f"{durations.format(max(0.0, now - latest.received_at))} ago)")
+    if reports:
+        latest = max(reports, key=lambda r: r.received_at)
+        return Check(name, Outcome.UNKNOWN, now, None,
+                     f"alert {detector.alertname} last reported "
+                     f"{durations.format(now - latest.received_at)} ago, longer than staleAfter "
+                     f"{durations.format(detector.stale_after)}: outcome unknown")
+    why = error or f"no report of alert {detector.alertname} for this Deployment"
+    return Check(name, Outcome.UNKNOWN, now, None, f"{why}: outcome unknown")
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from ..model import Condition, Threshold
+from ..model import Alert, Condition, Threshold
 from ..records import stamp
 from .outcome import Check, Outcome
 
@@ -51,6 +51,6 @@ def fires(condition: Condition, state: ConditionState, now: float) -> bool:
     needed = getattr(detector, "consecutive_failures", None) or 1
     if state.failures < needed:
         return False
-    if isinstance(detector, Threshold) and detector.sustain is not None:
+    if isinstance(detector, Threshold | Alert) and detector.sustain is not None:
         return state.failing_since is not None and now - state.failing_since >= detector.sustain
     return True
