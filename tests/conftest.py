@@ -18,6 +18,7 @@ import pytest
 from kubernetes import client, config
 
 from harness import kubectl
+from harness.alertmanager import Alertmanager
 from harness.cluster import LocalCluster
 from harness.controlplane import ControlPlane
 from harness.exporter import Exporter
@@ -152,3 +153,15 @@ def redis_server() -> Iterator[RedisServer]:
     """One real Redis per session, started only when a test asks for it."""
     with RedisServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def alertmanager(env: Env) -> Iterator[Alertmanager]:
+    """One real Alertmanager per session, started the first time a test asks for it, that the
+    session's Prometheus sends its alerts to; stopped with nothing left at the end."""
+    with Alertmanager() as server:
+        env.prometheus.add_alertmanager("session", server.target)
+        try:
+            yield server
+        finally:
+            env.prometheus.remove_alertmanager("session")

@@ -42,10 +42,15 @@ class Prometheus:
         self.workdir.mkdir(parents=True, exist_ok=True)
         (self.workdir / "targets").mkdir(exist_ok=True)
         (self.workdir / "rules").mkdir(exist_ok=True)
+        (self.workdir / "alertmanagers").mkdir(exist_ok=True)
         config = {
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s",
                        "scrape_timeout": "1s"},
             "rule_files": [str(self.workdir / "rules" / "*.yaml")],
+            # Alertmanagers a test adds (add_alertmanager): none until then.
+            "alerting": {"alertmanagers": [{"file_sd_configs": [
+                {"files": [str(self.workdir / "alertmanagers" / "*.json")],
+                 "refresh_interval": "1s"}]}]},
             "scrape_configs": [
                 {"job_name": "exporter",
                  "static_configs": [{"targets": [self.exporter_target]}]},
@@ -86,6 +91,20 @@ class Prometheus:
 
     def remove_target(self, name: str) -> None:
         (self.workdir / "targets" / f"{name}.json").unlink(missing_ok=True)
+
+    def add_alertmanager(self, name: str, target: str) -> None:
+        """Send firing and resolved alerts to this Alertmanager (host:port) from now on, and
+        wait until Prometheus has it."""
+        path = self.workdir / "alertmanagers" / f"{name}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps([{"targets": [target]}]))
+        tmp.rename(path)
+        wait_for(lambda: any(target in a["url"] for a in
+                             self.api("alertmanagers")["activeAlertmanagers"]),
+                 timeout=30, what=f"Prometheus to send alerts to {target}")
+
+    def remove_alertmanager(self, name: str) -> None:
+        (self.workdir / "alertmanagers" / f"{name}.json").unlink(missing_ok=True)
 
     def add_rules(self, name: str, source: Path) -> None:
         """Load a rule file (as Prometheus reads it from rule_files) and wait until its groups
