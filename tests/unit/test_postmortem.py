@@ -233,7 +233,8 @@ def test_every_section_in_order():
 
 def test_summary_says_what_fired_why_when_and_how_long():
     text = section(render_postmortem(maximal()), "Summary")
-    says(text, 'Alertmanager silence `5f1c` by ana until 2030-01-01T11:00:00Z', '(namespace="shop"): db maintenance')
+    says(text, "Alertmanager silence `5f1c` by ana until 2030-01-01T11:00:00Z",
+         '(namespace="shop"): db maintenance')
     says(text, "Cluster `prod-east`, Runbook RB-001 (`rb-001`), policy "
                "`checkout-failed-deployment`, owner ada, "
                "severity SEV1 (the operator last acted on SEV2).",
