@@ -207,7 +207,22 @@ BAD = [
     Bad("two-detectors", "Runbook",
         {f"{TRIGGER}.0.threshold": {"query": "up", "below": 1}},
         "spec.trigger.anyOf[0]: Invalid value: trigger condition 'readiness' must set exactly one "
-        "detector: spec.trigger.anyOf[].readiness, .threshold or .risesSharply"),
+        "detector: spec.trigger.anyOf[].readiness, .threshold, .risesSharply or .alert"),
+    Bad("readiness-and-alert", "Runbook",
+        {f"{TRIGGER}.0.alert": {"alertname": "KubeDeploymentReplicasMismatch"}},
+        "spec.trigger.anyOf[0]: Invalid value: trigger condition 'readiness' must set exactly one "
+        "detector"),
+    Bad("alert-without-name", "Runbook",
+        {f"{TRIGGER}.0.readiness": DELETE, f"{TRIGGER}.0.alert": {"interval": "5s"}},
+        "spec.trigger.anyOf[0].alert.alertname: Required value"),
+    Bad("alert-label-name", "Runbook",
+        {f"{TRIGGER}.0.readiness": DELETE,
+         f"{TRIGGER}.0.alert": {"alertname": "A", "namespaceLabel": "kubernetes.io/ns"}},
+        "spec.trigger.anyOf[0].alert.namespaceLabel in body should match"),
+    Bad("alert-stale-after-too-long", "Runbook",
+        {f"{TRIGGER}.0.readiness": DELETE,
+         f"{TRIGGER}.0.alert": {"alertname": "A", "staleAfter": "200h"}},
+        "'200h' is out of range: use a duration from 1s to 168h"),
     Bad("no-detector", "Runbook", {f"{TRIGGER}.0.readiness": DELETE},
         "spec.trigger.anyOf[0]: Invalid value: trigger condition 'readiness' must set exactly one "
         "detector"),
@@ -355,6 +370,9 @@ BAD = [
     Bad("zero-cadence", "IncidentPolicy", {"spec.stakeholderUpdates.cadence.SEV2": "0s"},
         "spec.stakeholderUpdates.cadence.SEV2: Invalid value: \"0s\": '0s' is out of range: "
         "use a duration from 1s to 24h"),
+    Bad("alertmanager-url-not-http", "IncidentPolicy",
+        {"spec.alertmanager": {"respectSilences": True, "url": "alertmanager:9093"}},
+        "spec.alertmanager.url in body should match"),
     Bad("pause-reason-without-until", "IncidentPolicy", {"spec.pauseReason": "db migration"},
         "spec.pauseReason: Required value: spec.pauseReason is set but spec.pausedUntil is not"),
     Bad("paused-until-not-a-time", "IncidentPolicy", {"spec.pausedUntil": "in two hours"},

@@ -161,6 +161,9 @@ def maximal_incident_status() -> inc.IncidentStatus:
                             "CREATE INDEX CONCURRENTLY ON orders (customer_id)"),),
         awaiting_approval="flags",
         cluster="prod-east",
+        silence=inc.SilenceRecord("7a1e5c0d-1f2b-4c3d-9e8f-0a1b2c3d4e5f", "ana@example.com",
+                                  "planned failover", T0 + 3600.0,
+                                  'namespace="shop", deployment=~"check.*"'),
     )
 
 
