@@ -6,14 +6,17 @@ silenced: planned, nothing frozen, nobody paged."""
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.error
+import urllib.request
 
 import pytest
 import yaml
 
 from e2e.conftest import GROUP, ROLES, VERSION, Cluster, ownership, secret
 from harness import objects
-from harness.procs import free_port, wait_for
+from harness.procs import HarnessError, free_port, wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -88,47 +91,24 @@ def guarding(cluster: Cluster) -> None:
              what="the alert condition checked (unknown: no report yet)")
 
 
+def one_incident(cluster: Cluster, alertmanager, operator) -> dict:
+    """The incident the alert opens; if none does, what each part saw (for the report)."""
+    try:
+        return cluster.one_incident(timeout=60)
+    except HarnessError as exc:
+        state = cluster.target_state("checkout-alerts", "checkout")
+        raise AssertionError(f"{exc}\ntarget state: {state}\nAlertmanager's alerts: "
+                             f"{alertmanager.alerts()}\noperator log:\n"
+                             f"{operator.logs()[-4000:]}") from None
+
+
 def timeline(incident: dict) -> list[str]:
     return [f"{e['type']}: {e['message']}" for e in incident["status"].get("timeline") or []]
 
 
-def test_an_alert_opens_the_incident_and_its_resolution_resolves_it(wired, cluster, receiver):
-    gauge, _, _ = wired
-    cluster.create(policy())
-    guarding(cluster)
-    started = time.monotonic()
-    gauge.set(1)
-    incident = cluster.one_incident(timeout=60)
-    opened_after = time.monotonic() - started
-    name = incident["metadata"]["name"]
-    evidence = wait_for(lambda: cluster.get("Incident", name).get("status", {}).get("evidence"),
-                        timeout=30, what="the incident's evidence")
-    assert evidence[0]["condition"] == "replicas-mismatch"
-    assert evidence[0]["outcome"] == "Fail"
-    assert f"alert {ALERT} firing since" in evidence[0]["message"]
-    assert "fewer replicas" in evidence[0]["message"]
-    assert incident["spec"]["mode"] == "enforce"
-    assert any(f"alert {ALERT} firing" in line for line in timeline(cluster.get("Incident", name)))
-    receiver.wait_for_requests("/release-owner", 1, timeout=60)   # paged for real
-    started = time.monotonic()
-    gauge.set(0)
-    done = cluster.wait_phase(name, "Resolved", timeout=90)
-    resolved_after = time.monotonic() - started
-    assert any(line.startswith("Resolved:") and "passing: replicas-mismatch" in line
-               for line in timeline(done)), timeline(done)
-    check = cluster.target_state("checkout-alerts", "checkout")["checks"]["replicas-mismatch"]
-    assert check["lastOutcome"] == "Pass"
-    assert check["lastMessage"].startswith(f"alert {ALERT} resolved"), check
-    print(f"\nalert to incident {opened_after:.1f}s; resolution to Resolved {resolved_after:.1f}s")
-
-
-def test_the_receiver_refuses_a_wrong_token_and_a_bad_payload(wired):
-    import json
-    import urllib.error
-    import urllib.request
-
-    _, port, operator = wired
-
+def refusals(port: int) -> None:
+    """What the live receiver answers to a wrong token and to payloads that are not
+    Alertmanager's: 401, and 400 with the reason."""
     def post(body: bytes, token: str | None) -> tuple[int, str]:
         request = urllib.request.Request(f"http://127.0.0.1:{port}/alertmanager", data=body,
                                          method="POST")
@@ -151,11 +131,43 @@ def test_the_receiver_refuses_a_wrong_token_and_a_bad_payload(wired):
                         TOKEN)
     assert status == 400 and "alerts[0].labels.alertname: required" in text
     assert post(good, TOKEN) == (200, '{"received": 0}')
-    operator.check_alive()
+
+
+def test_an_alert_opens_the_incident_and_its_resolution_resolves_it(wired, cluster, receiver,
+                                                                   alertmanager):
+    gauge, port, operator = wired
+    cluster.create(policy())
+    guarding(cluster)
+    started = time.monotonic()
+    gauge.set(1)
+    incident = one_incident(cluster, alertmanager, operator)
+    opened_after = time.monotonic() - started
+    name = incident["metadata"]["name"]
+    evidence = wait_for(lambda: cluster.get("Incident", name).get("status", {}).get("evidence"),
+                        timeout=30, what="the incident's evidence")
+    assert evidence[0]["condition"] == "replicas-mismatch"
+    assert evidence[0]["outcome"] == "Fail"
+    assert f"alert {ALERT} firing since" in evidence[0]["message"]
+    assert "fewer replicas" in evidence[0]["message"]
+    assert incident["spec"]["mode"] == "enforce"
+    assert any(f"alert {ALERT} firing" in line for line in timeline(cluster.get("Incident", name)))
+    receiver.wait_for_requests("/release-owner", 1, timeout=60)   # paged for real
+    started = time.monotonic()
+    gauge.set(0)
+    done = cluster.wait_phase(name, "Resolved", timeout=90)
+    resolved_after = time.monotonic() - started
+    assert any(line.startswith("Resolved:") and "passing: replicas-mismatch" in line
+               for line in timeline(done)), timeline(done)
+    check = cluster.target_state("checkout-alerts", "checkout")["checks"]["replicas-mismatch"]
+    assert check["lastOutcome"] == "Pass"
+    assert check["lastMessage"].startswith(f"alert {ALERT} resolved"), check
+    print(f"\nalert to incident {opened_after:.1f}s; resolution to Resolved {resolved_after:.1f}s")
+    refusals(port)
+    operator.check_alive()   # nothing a caller sends stops it
 
 
 def test_a_silence_opens_the_incident_silenced(wired, cluster, receiver, alertmanager):
-    gauge, _, _ = wired
+    gauge, _, operator = wired
     # The alert itself is not silenced (it has no runbook label), the operator's action is.
     silence = alertmanager.silence({"namespace": cluster.namespace, "deployment": "checkout",
                                     "runbook": "RB-901"},
@@ -163,7 +175,7 @@ def test_a_silence_opens_the_incident_silenced(wired, cluster, receiver, alertma
     cluster.create(policy(alertmanager={"respectSilences": True, "url": alertmanager.url}))
     guarding(cluster)
     gauge.set(1)
-    incident = cluster.one_incident(timeout=60)
+    incident = one_incident(cluster, alertmanager, operator)
     name = incident["metadata"]["name"]
     assert incident["spec"]["mode"] == "silenced"
 
