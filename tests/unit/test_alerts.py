@@ -265,3 +265,16 @@ async def test_without_a_token_file_nothing_is_accepted(tmp_path) -> None:
         assert answer.status == 401
     finally:
         await client.close()
+
+
+def test_the_receiver_never_runs_without_a_token() -> None:
+    from missioncontrol import cli
+
+    args = cli.parser().parse_args(["run", "--alertmanager-port", "9095"])
+    with pytest.raises(SystemExit, match="needs --alertmanager-token-file"):
+        cli._run(args)
+    args = cli.parser().parse_args(["run", "--alertmanager-port", "9095",
+                                    "--alertmanager-token-file", "t",
+                                    "--alertmanager-tls-cert-file", "c"])
+    with pytest.raises(SystemExit, match="go together"):
+        cli._run(args)
