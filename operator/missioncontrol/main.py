@@ -21,6 +21,7 @@ from .handlers import freeze
 from .kube import Kube, load_client
 from .leadership import DURATION, Leadership, default_namespace
 from .signals.prometheus import Credentials, Prometheus
+from .watchcache import WatchCache
 from .webhook import WebhookOptions
 
 log = logging.getLogger("missioncontrol")
@@ -111,6 +112,10 @@ async def operate(options: Options) -> None:
     """The Lease, the freeze webhook and kopf, side by side; on the way out the Lease is
     handed over at once, so a standby takes over without waiting for it to expire."""
     memo = build_memo(options)
+    # The guard reads the cluster from watches: listed once before the first pass.
+    cache = memo.guard.cache = WatchCache(memo.kube, options.namespaces).start()
+    if not await cache.wait_synced(30):
+        log.warning("the watch cache is not synced yet: guard passes wait for it")
     liveness = (f"http://0.0.0.0:{options.liveness_port}/healthz"
                 if options.liveness_port else None)
     lease = asyncio.create_task(memo.leadership.keep(), name="leader lease")
@@ -122,6 +127,7 @@ async def operate(options: Options) -> None:
                                 namespaces=list(options.namespaces),
                                 liveness_endpoint=liveness, memo=memo)
     finally:
+        cache.stop()
         lease.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await lease
