@@ -13,6 +13,7 @@ answer a failed list gave before, so the guard skips the pass instead of judging
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import logging
 import threading
@@ -20,6 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from kubernetes import client
 from kubernetes.watch.watch import iter_resp_lines
 
 from . import GROUP, VERSION
@@ -182,9 +184,13 @@ class WatchCache:
     (the blocking client's watch never touches the event loop)."""
 
     def __init__(self, kube: Kube, namespaces: tuple[str, ...] = ()) -> None:
-        self.kube = kube
         self.scopes: tuple[str | None, ...] = tuple(namespaces) or (None,)
         self.resources = RESOURCES + (() if namespaces else (NAMESPACES,))
+        # Connections of its own, one per watch: a watch holds its connection for minutes,
+        # and in the operator's pool it would leave the guard's and the engine's calls none.
+        watches = sum(len(self._scopes(r)) for r in self.resources)
+        self.kube = Kube(_own_client(kube.api, pool=watches), workers=1) \
+            if isinstance(getattr(kube, "api", None), client.ApiClient) else kube
         self.stores = {r.name: Store() for r in self.resources}
         self._stop = threading.Event()
         self._ready = threading.Event()   # every store listed once
@@ -310,6 +316,12 @@ class _Feed:
         finally:
             response.release_conn()
         return version
+
+
+def _own_client(api: client.ApiClient, *, pool: int) -> client.ApiClient:
+    configuration = copy.copy(api.configuration)
+    configuration.connection_pool_maxsize = pool
+    return client.ApiClient(configuration)
 
 
 def _checked(response: Any) -> Any:
