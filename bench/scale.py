@@ -388,6 +388,8 @@ class Bench:
     def stop(self) -> None:
         if self.operator:
             self.operator.stop()
+            if self.args.keep_log:
+                shutil.copyfile(self.root / "operator.log", self.args.keep_log)
         if self.cluster:
             self.cluster.stop()
 
@@ -429,6 +431,8 @@ def main() -> int:
     parser.add_argument("--broken", type=int, default=5,
                         help="broken releases among the fleet, one per policy (5)")
     parser.add_argument("--timeout", type=float, default=900, help="per stage, seconds (900)")
+    parser.add_argument("--keep-log", type=Path, default=None, metavar="FILE",
+                        help="copy the operator's log here at the end")
     args = parser.parse_args()
     if not 1 <= args.policies <= args.namespaces <= args.deployments:
         parser.error("need 1 <= policies <= namespaces <= deployments")

@@ -15,7 +15,7 @@ from . import labels, metrics, owners, pause, references, silences, templates, t
 from .alerts import AlertStore
 from .detect.outcome import Check, Outcome
 from .detect.release import Readings, TargetState, armed, evaluate, next_due, observe
-from .kube import ApiException, Conflict, Kube
+from .kube import PLURALS, ApiException, Conflict, Kube
 from .model import (
     Alert,
     Condition,
@@ -33,6 +33,7 @@ from .records import from_dict, to_dict
 from .signals.kubernetes import Target, read_targets, target_namespaces
 from .signals.prometheus import Answer, InFlight, Prometheus
 from .timeutil import Clock
+from .watchcache import WatchCache
 
 log = logging.getLogger(__name__)
 LABEL_POLICY = labels.POLICY
@@ -54,6 +55,8 @@ class Context:
     # every alert condition unknown.
     alerts: AlertStore | None = None
     alertmanager_url: str | None = None    # --alertmanager-url: for policies' silences
+    # What the guard reads of the cluster, kept from watches (None: read it live each pass).
+    cache: WatchCache | None = None
 
 
 @dataclass
@@ -91,7 +94,7 @@ async def resolve(ctx: Context, body: dict) -> Resolved | Readiness:
                                                    f"it, so nothing is guarded; fix the selector")
     except ModelError as exc:
         return Readiness(False, "InvalidSpec", str(exc))
-    runbook_body = await ctx.kube.get("Runbook", policy.namespace, policy.runbook)
+    runbook_body = await read(ctx, "Runbook", policy.namespace, policy.runbook)
     if runbook_body is None:
         return Readiness(False, "RunbookNotFound",
                          f"Runbook {policy.namespace}/{policy.runbook} does not exist: "
@@ -119,7 +122,7 @@ async def resolve(ctx: Context, body: dict) -> Resolved | Readiness:
         return dangling
     ownership = None
     if policy.ownership:
-        own_body = await ctx.kube.get("ServiceOwnership", policy.namespace, policy.ownership)
+        own_body = await read(ctx, "ServiceOwnership", policy.namespace, policy.ownership)
         if own_body is None:
             return Readiness(False, "OwnershipNotFound",
                              f"ServiceOwnership {policy.namespace}/{policy.ownership} does not "
@@ -139,6 +142,14 @@ async def resolve(ctx: Context, body: dict) -> Resolved | Readiness:
                              f"ServiceOwnership {ownership.name} names nobody for "
                              f"{'it' if len(missing) == 1 else 'them'}")
     return Resolved(policy, runbook, ownership)
+
+
+async def read(ctx: Context, kind: str, namespace: str, name: str) -> dict | None:
+    """One of our objects the guard follows (Runbook, ServiceOwnership): from the watch cache
+    when it keeps that kind, so a pass costs no request for it; else read live."""
+    if ctx.cache is not None and ctx.cache.has(PLURALS[kind]):
+        return ctx.cache.store(PLURALS[kind]).get(namespace, name)
+    return await ctx.kube.get(kind, namespace, name)
 
 
 def _not_ready(body: dict) -> str:
@@ -211,11 +222,12 @@ async def tick(ctx: Context, body: dict) -> TickResult:
     metrics.guarding(runbook=runbook.id, mode=mode_of(ctx, policy))
     stored = {(t["namespace"], t["name"]): from_dict(TargetState, t)
               for t in (body.get("status") or {}).get("targets") or []}
-    namespaces, protected = tenancy.split(await target_namespaces(ctx.kube, policy))
+    namespaces, protected = tenancy.split(await target_namespaces(ctx.kube, policy,
+                                                                  cache=ctx.cache))
     if protected and not namespaces:
         return TickResult(Readiness(False, "ProtectedNamespace", _not_guarding(protected)),
                           {"targetCount": 0, "targets": []}, wait=10.0)
-    targets = await read_targets(ctx.kube, policy, namespaces)
+    targets = await read_targets(ctx.kube, policy, namespaces, cache=ctx.cache)
     owner = (policy.namespace, policy.name)
     asked = _ask_prometheus(ctx, owner, runbook, targets, stored, ctx.clock())
     cluster = _only(runbook, lambda c: not _reads_prometheus(c))
@@ -540,17 +552,22 @@ async def _owner(ctx: Context, policy: Policy, target: Target) -> str:
 async def find_ownership(ctx: Context, policy: Policy, deployment: dict) -> Ownership | None:
     namespace = deployment["metadata"]["namespace"]
     if policy.ownership:
-        body = await ctx.kube.get("ServiceOwnership", policy.namespace, policy.ownership)
+        body = await read(ctx, "ServiceOwnership", policy.namespace, policy.ownership)
         return Ownership.parse(body) if body else None
+    cached = ctx.cache is not None and ctx.cache.has("namespaces")
     try:
-        ns = await ctx.kube.json(ctx.kube.core.read_namespace, namespace)
+        ns = (ctx.cache.store("namespaces").get("", namespace) if cached
+              else await ctx.kube.json(ctx.kube.core.read_namespace, namespace))
     except ApiException:
-        ns = {"metadata": {}}
+        ns = None
+    ns = ns or {"metadata": {}}
     service = owners.service_of(deployment["metadata"].get("labels"),
                                 ns["metadata"].get("labels"), deployment["metadata"]["name"])
     candidates = []
     for where in dict.fromkeys([namespace, policy.namespace]):
-        for body in await ctx.kube.list("ServiceOwnership", where):
+        bodies = (ctx.cache.store("serviceownerships").items(where) if ctx.cache is not None
+                  else await ctx.kube.list("ServiceOwnership", where))
+        for body in bodies:
             try:
                 candidates.append(Ownership.parse(body))
             except ModelError:

@@ -22,6 +22,7 @@ from .handlers import freeze
 from .kube import Kube, load_client
 from .leadership import DURATION, Leadership, default_namespace
 from .signals.prometheus import Credentials, Prometheus
+from .watchcache import WatchCache
 from .webhook import WebhookOptions
 
 log = logging.getLogger("missioncontrol")
@@ -116,6 +117,9 @@ async def operate(options: Options) -> None:
     """The Lease, the freeze webhook and kopf, side by side; on the way out the Lease is
     handed over at once, so a standby takes over without waiting for it to expire."""
     memo = build_memo(options)
+    # The guard reads the cluster from watches: listed (beside the Lease and the webhook's
+    # start) before kopf starts the first pass.
+    cache = memo.guard.cache = WatchCache(memo.kube, options.namespaces).start()
     liveness = (f"http://0.0.0.0:{options.liveness_port}/healthz"
                 if options.liveness_port else None)
     lease = asyncio.create_task(memo.leadership.keep(), name="leader lease")
@@ -125,10 +129,13 @@ async def operate(options: Options) -> None:
                 await stack.enter_async_context(_freeze_webhook(memo.kube, options))
             if options.alert_receiver is not None:
                 await stack.enter_async_context(_alert_receiver(memo, options.alert_receiver))
+            if not await cache.wait_synced(30):
+                log.warning("the watch cache is not synced yet: guard passes wait for it")
             await kopf.operator(clusterwide=not options.namespaces,
                                 namespaces=list(options.namespaces),
                                 liveness_endpoint=liveness, memo=memo)
     finally:
+        cache.stop()
         lease.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await lease

@@ -1,6 +1,7 @@
 """Readiness signals from the cluster: Deployments, their ReplicaSets, pods and the kubelet's
-readiness-probe events. One list call per kind per namespace per tick, whatever the number
-of Deployments."""
+readiness-probe events. Read from the operator's watch cache (watchcache.py) when it has one:
+a guard pass then makes no API request at all; without one (tests, tools), one list call per
+kind per namespace per pass."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from ..detect.release import DeploymentReading
 from ..detect.signals import PodReading, ProbeEvents, ReleaseReading
 from ..kube import Kube
 from ..model import Policy
+from ..watchcache import WatchCache
 
 REVISION = "deployment.kubernetes.io/revision"
 
@@ -27,22 +29,28 @@ class Target:
         return (self.reading.namespace, self.reading.name)
 
 
-async def target_namespaces(kube: Kube, policy: Policy) -> list[str]:
+async def target_namespaces(kube: Kube, policy: Policy, *,
+                            cache: WatchCache | None = None) -> list[str]:
     """Every namespace the policy selects, protected ones included (read_targets drops
     those; the guard reports them)."""
     if policy.namespace_selector is None:
         return [policy.namespace]
+    if cache is not None and cache.has("namespaces"):
+        return sorted(ns["metadata"]["name"] for ns in cache.store("namespaces").every()
+                      if policy.namespace_selector.matches(ns["metadata"].get("labels")))
     listing = await kube.json(kube.core.list_namespace,
                               label_selector=policy.namespace_selector.to_query())
     return sorted(ns["metadata"]["name"] for ns in listing["items"])
 
 
-async def read_targets(kube: Kube, policy: Policy,
-                       namespaces: list[str] | None = None) -> list[Target]:
+async def read_targets(kube: Kube, policy: Policy, namespaces: list[str] | None = None, *,
+                       cache: WatchCache | None = None) -> list[Target]:
     """The policy's Deployments in `namespaces` (default: all it selects), never in a
     protected namespace, whoever passed the list."""
     if namespaces is None:
-        namespaces = await target_namespaces(kube, policy)
+        namespaces = await target_namespaces(kube, policy, cache=cache)
+    if cache is not None:
+        return cached_targets(cache, policy, namespaces)
     targets: list[Target] = []
     for namespace in tenancy.split(namespaces)[0]:
         deployments = (await kube.json(kube.apps.list_namespaced_deployment, namespace,
@@ -54,6 +62,20 @@ async def read_targets(kube: Kube, policy: Policy,
         events = (await kube.json(kube.core.list_namespaced_event, namespace,
                                   field_selector="reason=Unhealthy"))["items"]
         targets.extend(targets_in(deployments, replica_sets, pods, events))
+    return targets
+
+
+def cached_targets(cache: WatchCache, policy: Policy, namespaces: list[str]) -> list[Target]:
+    """read_targets from the watch cache: the same join, over memory."""
+    deployments, replica_sets = cache.store("deployments"), cache.store("replicasets")
+    pods, events = cache.store("pods"), cache.store("events")
+    targets: list[Target] = []
+    for namespace in tenancy.split(namespaces)[0]:
+        selected = [d for d in deployments.items(namespace)
+                    if policy.selector.matches(d["metadata"].get("labels"))]
+        if selected:
+            targets.extend(targets_in(selected, replica_sets.items(namespace),
+                                      pods.items(namespace), events.items(namespace)))
     return targets
 
 
