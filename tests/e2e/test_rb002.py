@@ -20,7 +20,7 @@ import pytest
 
 from e2e.conftest import GROUP, ROLES, VERSION, Cluster, catalogue, events_for, ownership, secret
 from harness import objects
-from harness.procs import wait_for
+from harness.procs import HarnessError, wait_for
 from harness.readservice import ReadService
 from missioncontrol import timeutil
 from missioncontrol.postmortem import render_postmortem
@@ -33,6 +33,8 @@ THRESHOLD = 0.15
 SUSTAIN = 8        # seconds: the trigger's `for` here (10m in the catalogue)
 NON_CRITICAL = 'endpoint=~"history|popular"'
 HISTORY_SQL = "FROM orders WHERE customer_id = $1"   # the order-history statement, normalized
+TOP_SQL = ("SELECT left(query, 60), calls, round(total_exec_time) FROM pg_stat_statements "
+           "ORDER BY total_exec_time DESC LIMIT 5")   # what a failed wait shows
 
 
 def p95(env, namespace: str, selector: str = "") -> float | None:
@@ -106,7 +108,19 @@ class Rb002:
         def baseline() -> dict | None:
             return next((b for b in self.checks().get("baselines") or []
                          if HISTORY_SQL in b["query"]), None)
-        return wait_for(baseline, timeout=90, what="a baseline plan of the order history")
+        try:
+            return wait_for(baseline, timeout=90, what="a baseline plan of the order history")
+        except HarnessError as exc:
+            checks = self.checks()
+            kept = [b["query"][:60] for b in checks.get("baselines") or []]
+            try:
+                top = self.postgres.query("primary", TOP_SQL)
+            except Exception as read:  # noqa: BLE001 - said instead
+                top = f"unreadable: {read}"
+            rest = {k: v for k, v in checks.items() if k != "baselines"}
+            raise HarnessError(f"{exc}; status.scheduledChecks {rest}; baselines of {kept}; "
+                               f"top statements {top}"
+                               ) from None
 
     def wait_findings(self, *checks: str) -> dict:
         def found() -> dict | None:
