@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Debian packages the tests and the demo need, installed only when missing: Prometheus, and the
 # real servers the runbooks act on (PostgreSQL with HypoPG for RB-002, Redis for RB-003,
-# Alertmanager as a trigger source).
+# Alertmanager as a trigger source), and Lua to run the Argo CD health checks docs/gitops.md ships.
 set -euo pipefail
 need=()
 have_package() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
 command -v prometheus >/dev/null 2>&1 || [ -x /usr/bin/prometheus ] || need+=(prometheus)
-for package in postgresql postgresql-contrib postgresql-15-hypopg redis-server prometheus-alertmanager; do
+for package in postgresql postgresql-contrib postgresql-15-hypopg redis-server prometheus-alertmanager lua5.4; do
   have_package "$package" || need+=("$package")
 done
 [ ${#need[@]} -eq 0 ] && exit 0

@@ -142,7 +142,7 @@ def test_flux_is_suspended_and_the_freeze_holds_until_git_moves_on(
     assert status["phase"] == "Resolved"
 
 
-def test_argo_cd_auto_sync_goes_off_and_comes_back_when_a_person_lifts_the_freeze(
+def test_argo_cd_auto_sync_goes_off_and_comes_back_when_git_moves_on(
         gitops_crds, rb001, cluster, env):
     ns, api = cluster.namespace, custom(env)
     # An Application in the target's namespace: Argo CD's `<namespace>_<app>` tracking id.
@@ -167,14 +167,17 @@ def test_argo_cd_auto_sync_goes_off_and_comes_back_when_a_person_lifts_the_freez
     application = lambda: api.get_namespaced_custom_object(  # noqa: E731
         *ARGO[:2], ns, ARGO[2], "shop")
     assert "automated" not in application()["spec"]["syncPolicy"]
-    resolved_and_held(cluster, name)
+    held = resolved_and_held(cluster, name)
+    assert f"Application {ns}/shop is suspended at revision {'1' * 40}" in held["message"]
     assert "automated" not in application()["spec"]["syncPolicy"]
 
-    # Git has not moved; a person decides the freeze can go (kubectl mc lift-freeze).
-    cluster.patch("Incident", name, {"spec": {"liftFreeze": True}})
+    # Argo CD compares with Git even with auto-sync off: the fix shows as a new revision.
+    api.patch_namespaced_custom_object(*ARGO[:2], ns, ARGO[2], "shop", {
+        "status": {"sync": {"status": "OutOfSync", "revision": "2" * 40}}})
     resumed = done(cluster, name, "revert:suspend-gitops")
     assert resumed["state"] == "Succeeded", resumed
     assert application()["spec"]["syncPolicy"]["automated"] == AUTOMATED
     status = cluster.get("Incident", name)["status"]
     assert status["freeze"]["active"] is False and not frozen(cluster)
-    assert status["gitops"]["releasedBecause"] == "lifted by hand (spec.liftFreeze)"
+    assert status["gitops"]["releasedBecause"] == (
+        f"the source revision moved on from {'1' * 40} to {'2' * 40}")

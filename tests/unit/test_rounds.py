@@ -514,3 +514,30 @@ async def test_a_flux_owner_stays_suspended_and_frozen_past_resolution_until_git
     lift = next(i for i, w in enumerate(s.kube.writes) if w[1] == "Namespace")
     resume = max(i for i, w in enumerate(s.kube.writes) if w[1] == "Kustomization")
     assert lift < resume   # what Flux applies next must pass the freeze
+
+
+async def test_a_person_lifting_the_held_freeze_resumes_argo_cd_as_it_was(receiver):
+    application = {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+                   "metadata": {"name": "shop", "namespace": "argocd"},
+                   "spec": {"syncPolicy": {"automated": {"prune": True, "selfHeal": True}}},
+                   "status": {"sync": {"revision": "aaa"}}}
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}
+    s = shop(receiver, GITOPS_STEPS, objects=(application, namespace),
+             recovery={"slo": "20m", "stableFor": "1m"})
+    s.kube.edit("Deployment", NS, "checkout", {"metadata": {"labels": {
+        "argocd.argoproj.io/instance": "shop"}}}, manager="argocd-controller")
+    await s.round()
+    assert "automated" not in s.kube.obj("Application", "argocd", "shop")["spec"]["syncPolicy"]
+    s.healthy()
+    await s.round(after=5)
+    await s.watch(61)
+    await s.round(after=10)
+    assert s.status["phase"] == inc.RESOLVED and s.status["freeze"]["active"] is True
+    # Git has not moved; on call decides the freeze can go (kubectl mc lift-freeze).
+    s.kube.edit("Incident", NS, "rb-001-checkout-r2", {"spec": {"liftFreeze": True}})
+    await s.round(after=10)
+    assert s.steps()["revert:suspend-gitops"]["state"] == "Succeeded"
+    assert s.kube.obj("Application", "argocd", "shop")["spec"]["syncPolicy"]["automated"] == {
+        "prune": True, "selfHeal": True}
+    assert s.status["freeze"]["active"] is False
+    assert s.status["gitops"]["releasedBecause"] == "lifted by hand (spec.liftFreeze)"
