@@ -33,6 +33,7 @@ WATCH_SECONDS = 300          # the API server ends a watch after this; resumed a
 REVISION = "deployment.kubernetes.io/revision"
 LAST_HEALTHY = "missioncontrol.dev/last-healthy-revision"
 RETRY_FIRST, RETRY_CAP = 0.5, 4.0
+LIST_PAGE = 500              # objects per list request
 
 
 # -- compact copies: only what signals/kubernetes.targets_in and the guard read -----------------
@@ -277,12 +278,25 @@ class _Feed:
         return {"field_selector": selector} if selector else {}
 
     def list(self) -> str:
-        response = _checked(self.fn(*self.args, _preload_content=False,
-                                    _request_timeout=(5.0, 60.0), **self.extra))
-        listing = json.loads(response.data)
-        items = (self.resource.compact(b) for b in listing.get("items") or [])
-        self.store.replace(self.scope, (b for b in items if b is not None))
+        """The whole scope, LIST_PAGE objects a request (limit/continue), each page compacted
+        before the next is read: memory follows the compact copies, not the largest list."""
+        kept: list[dict] = []
+        token: str | None = None
+        while True:
+            paging = {"limit": LIST_PAGE, **({"_continue": token} if token else {})}
+            response = _checked(self.fn(*self.args, _preload_content=False,
+                                        _request_timeout=(5.0, 60.0), **paging, **self.extra))
+            listing = json.loads(response.data)
+            kept += [c for c in (self.resource.compact(b) for b in listing.get("items") or [])
+                     if c is not None]
+            token = (listing.get("metadata") or {}).get("continue")
+            del listing["items"], response
+            if not token:
+                break
+        self.store.replace(self.scope, kept)
         self.store.live[self.scope] = True
+        # The version of the last page is the list's (the API server keeps one snapshot
+        # across the pages of a list); an expired token is a 410: listed again from the top.
         return listing["metadata"]["resourceVersion"]
 
     def watch(self, version: str, stop: threading.Event) -> str | None:

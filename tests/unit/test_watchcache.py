@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import time
 
 import pytest
@@ -126,3 +127,37 @@ async def test_a_broken_watch_skips_the_pass() -> None:
     ctx = guard.Context(FakeKube(objects), None, time.time, cache=cache)
     with pytest.raises(Unavailable):
         await guard.tick(ctx, policy_body())
+
+
+class _Response:
+    def __init__(self, body: dict) -> None:
+        self.status, self.reason = 200, "OK"
+        self.data = json.dumps(body).encode()
+
+
+def test_a_list_is_read_in_pages_and_kept_compact(monkeypatch) -> None:
+    monkeypatch.setattr(watchcache, "LIST_PAGE", 2)
+    pods = [{"metadata": {"name": f"p{i}", "namespace": "shop", "uid": f"u{i}",
+                          "ownerReferences": [{"kind": "ReplicaSet", "name": "rs", "uid": "r"}],
+                          "annotations": {"big": "x" * 1000}},
+             "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+            for i in range(5)]
+    asked = []
+
+    def list_pods(namespace, **kwargs):
+        asked.append((kwargs["limit"], kwargs.get("_continue")))
+        start = int(kwargs.get("_continue") or 0)
+        page = pods[start:start + kwargs["limit"]]
+        more = start + kwargs["limit"] < len(pods)
+        return _Response({"items": page, "metadata": {
+            "resourceVersion": "42", **({"continue": str(start + 2)} if more else {})}})
+
+    pods_resource = next(r for r in watchcache.RESOURCES if r.name == "pods")
+    store = watchcache.Store()
+    feed = watchcache._Feed(pods_resource, store, "shop", list_pods, ("shop",))
+    assert feed.list() == "42"
+    assert asked == [(2, None), (2, "2"), (2, "4")]
+    assert sorted(p["metadata"]["name"] for p in store.items("shop")) == [
+        "p0", "p1", "p2", "p3", "p4"]
+    assert all("annotations" not in p["metadata"] for p in store.items("shop"))
+    assert store.live["shop"] is True
