@@ -32,7 +32,9 @@ log = logging.getLogger("missioncontrol.watch")
 WATCH_SECONDS = 300          # the API server ends a watch after this; resumed at once
 REVISION = "deployment.kubernetes.io/revision"
 LAST_HEALTHY = "missioncontrol.dev/last-healthy-revision"
-RETRY_FIRST, RETRY_CAP = 0.5, 4.0
+# A broken watch is tried again soon and often: a refused connection costs nothing, and the
+# guard waits on the cache, so the cap is how late a returning API server is noticed.
+RETRY_FIRST, RETRY_CAP = 0.25, 1.0
 LIST_PAGE = 500              # objects per list request
 
 
@@ -132,6 +134,11 @@ NAMESPACES = Resource("namespaces", lambda k: (k.core.list_namespace, ()), None,
                       compact_namespace)
 
 
+class NotLive(Unavailable):
+    """A watch of the cache is broken: the guard's pass waits for it (it is tried again every
+    RETRY_CAP seconds at most), not for a backoff of its own."""
+
+
 class Store:
     """The objects of one resource, by namespace then name; each scope live or not."""
 
@@ -203,7 +210,7 @@ class WatchCache:
         store = self.stores[resource]
         spec = next(r for r in self.resources if r.name == resource)
         if not all(store.live.get(scope) for scope in self._scopes(spec)):
-            raise Unavailable(f"the watch of {resource} is not live", answered=False)
+            raise NotLive(f"the watch of {resource} is not live", answered=False)
         return store
 
     def has(self, resource: str) -> bool:

@@ -61,7 +61,7 @@ def test_the_store_follows_watch_events() -> None:
 
 def test_a_scope_whose_watch_is_not_live_is_not_read() -> None:
     cache = watchcache.WatchCache(FakeKube({}), ("shop",))
-    with pytest.raises(Unavailable, match="watch of pods is not live"):
+    with pytest.raises(watchcache.NotLive, match="watch of pods is not live"):
         cache.store("pods")
     assert not cache.synced and not cache.has("namespaces")   # namespaced: never watched
 

@@ -9,6 +9,9 @@ import kopf
 from .. import GROUP, VERSION, conditions, guard, leadership, timeutil
 from ..kube import ApiException, Backoff, Missed, NotFound, Unavailable
 from ..records import from_dict, to_dict
+from ..watchcache import NotLive
+
+CACHE_RETRY = 0.5   # seconds between passes while the watch cache is not live
 
 
 @kopf.daemon(GROUP, VERSION, "incidentpolicies", id="guard", cancellation_backoff=5,
@@ -27,6 +30,12 @@ async def guard_policy(body: kopf.Body, memo: kopf.Memo, stopped: kopf.DaemonSto
         current = {"metadata": dict(body.metadata), "spec": dict(body.spec), "status": status}
         try:
             result = await guard.tick(memo.guard, current)
+        except NotLive as exc:
+            # The watch cache is catching up (an outage ended, or one is going on): look
+            # again shortly; its own watches retry every second at most.
+            missed.add(memo.guard.clock(), exc)
+            await stopped.wait(CACHE_RETRY)
+            continue
         except Unavailable as exc:
             missed.add(memo.guard.clock(), exc)
             delay = backoff.next()
