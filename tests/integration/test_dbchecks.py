@@ -102,3 +102,24 @@ def test_the_runner_says_why_when_the_database_is_not_there():
                                       kinds={"QueryPlanDiff"}))
     assert seen.error.startswith("OperationalError: connection failed"), seen.error
     assert seen.watched == ()
+
+
+def test_many_statements_in_one_run_keep_their_plans(postgres):
+    """A run explains up to MAX_STATEMENTS statements on one connection, each in a savepoint.
+    psycopg prepares a statement it has run five times on the server, and a generic plan
+    deallocates what a failed one left behind: every one of a dozen statements (past that
+    threshold, one of them unplannable) still gets its plan."""
+    from missioncontrol.dbchecks import runner
+
+    async def run() -> list:
+        async with read_only(postgres.dsn("primary", "missioncontrol")) as conn:
+            found = []
+            for n in range(12):
+                query = ("SELECT nope FROM orders" if n == 3 else
+                         f"SELECT id, total FROM orders WHERE customer_id = $1 LIMIT {n + 1}")
+                found.append(await runner._isolated(conn, explain.generic_plan(conn, query)))
+            return found
+
+    found = asyncio.run(run())
+    assert found[3] is None
+    assert all(p is not None and p.scans for n, p in enumerate(found) if n != 3), found

@@ -27,9 +27,13 @@ async def read_only(dsn: str, *, connect_timeout: float = CONNECT_TIMEOUT,
     """A connection inside a read-only transaction that is rolled back at the end."""
     try:
         # libpq's connect_timeout counts per address tried; wait_for bounds the whole.
+        # prepare_threshold=None: psycopg prepares nothing on the server by itself. The
+        # session is short, a pooler in transaction mode (PgBouncer) would lose what it
+        # prepared, and the generic plans' DEALLOCATE ALL would too.
         conn = await asyncio.wait_for(psycopg.AsyncConnection.connect(
             dsn, connect_timeout=max(1, int(connect_timeout)), row_factory=dict_row,
-            application_name="mission-control"), connect_timeout + 1)
+            application_name="mission-control", prepare_threshold=None),
+            connect_timeout + 1)
     except TimeoutError:
         raise DatabaseError(f"no connection within {connect_timeout:g}s") from None
     except psycopg.Error as exc:
