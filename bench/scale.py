@@ -20,6 +20,7 @@ import datetime
 import json
 import os
 import re
+import shutil
 import statistics
 import sys
 import threading

@@ -6,16 +6,18 @@ Incident where a condition fires, and write it all back into the policy's status
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from . import incident as inc
 from . import labels, metrics, owners, pause, references, silences, templates, tenancy
+from .actions import rollback
 from .alerts import AlertStore
 from .detect.outcome import Check, Outcome
 from .detect.release import Readings, TargetState, armed, evaluate, next_due, observe
-from .kube import PLURALS, ApiException, Conflict, Kube
+from .kube import PLURALS, ApiException, Conflict, Kube, Unavailable
 from .model import (
     Alert,
     Condition,
@@ -295,11 +297,55 @@ class _Round:
         # check after the window (pause.held says which targets wait for it).
         if fired and was_armed and self.paused is None:
             state = state.distrust_current()
-            name = await open_incident(self.ctx, self.resolved, target, state,
-                                       (_evidence(state, made), fired), now=self.now)
-            state = replace(state, incident=name)
-            self.opened.append(name)
+            # The healthy template is read beside the incident's opening (restore below).
+            template = self.healthy_template(target, state)
+            try:
+                opened = await open_incident(self.ctx, self.resolved, target, state,
+                                             (_evidence(state, made), fired), now=self.now)
+            except BaseException:
+                if template is not None:
+                    template.cancel()
+                raise
+            state = replace(state, incident=opened.name)
+            self.opened.append(opened.name)
+            if template is not None:
+                await self.restore(target, opened, template)
         return state
+
+    def healthy_template(self, target: Target,
+                         state: TargetState) -> asyncio.Task[dict | None] | None:
+        """Where the incident about to open would roll back at once, the healthy ReplicaSet's
+        template, read in a task of its own."""
+        _, to_replica_set = state.rollback_target()
+        if to_replica_set is None or mode_of(self.ctx, self.resolved.policy) != "enforce" \
+                or not rollback.restores_at_trigger(self.resolved.runbook):
+            return None
+        return asyncio.create_task(rollback.healthy_template(
+            self.ctx.kube, target.key[0], to_replica_set), name=f"template of {to_replica_set}")
+
+    async def restore(self, target: Target, opened: Opened,
+                      template: asyncio.Task[dict | None]) -> None:
+        """The healthy template back the moment the incident exists, before its steps (freeze,
+        pages) run, within the policy's limits: the rollback step then finds it done and
+        records it. Not done here (not this pass's incident, a limit, a change since, an
+        error), it is that step's."""
+        plan = opened.plan
+        try:
+            wanted = await template
+            if not opened.restores or wanted is None or plan is None \
+                    or plan.to_replica_set is None or rollback.limit_reason(
+                        self.resolved.policy, opened.incidents, name=target.key[1],
+                        incident=opened.name, now=self.now):
+                return
+            done = await rollback.restore_at_trigger(
+                self.ctx.kube, incident=opened.name, deployment=target.body, template=wanted)
+        except (Unavailable, ApiException) as exc:
+            log.warning("restoring %s/%s at the trigger failed (%s): its incident's rollback "
+                        "step decides", *target.key, exc)
+            return
+        if done:
+            log.info("restored %s/%s to %s at the trigger (incident %s)", *target.key,
+                     plan.to_replica_set, opened.name)
 
 
 def _evidence(state: TargetState, made: list[Check]) -> list[Check]:
@@ -431,7 +477,7 @@ def _prometheus_readings(ctx: Context, owner: tuple[str, str], runbook: Runbook,
 
 
 async def open_incident(ctx: Context, resolved: Resolved, target: Target, state: TargetState,
-                        checks: tuple[list[Check], list[Check]], *, now: float) -> str:
+                        checks: tuple[list[Check], list[Check]], *, now: float) -> Opened:
     """Open one Incident for this failure. The name is derived from the release, so a retry
     (or a second operator) finds the same Incident instead of opening another. `checks`:
     the evidence (the checks just made and the last of every other condition), and those of
@@ -439,15 +485,16 @@ async def open_incident(ctx: Context, resolved: Resolved, target: Target, state:
     policy, runbook = resolved.policy, resolved.runbook
     made, fired = checks
     namespace, deployment = target.key
-    existing = await ctx.kube.list("Incident", namespace, label_selector=(
-        f"{LABEL_TARGET}={deployment},{LABEL_POLICY}={policy.name}"))
+    everyone = await target_incidents(ctx, namespace, deployment)
     name = f"{runbook.id.lower()}-{deployment}"[:52] + f"-r{state.revision}"
-    for body in existing:
+    for body in everyone:
+        if (body["metadata"].get("labels") or {}).get(LABEL_POLICY) != policy.name:
+            continue
         phase = (body.get("status") or {}).get("phase")
         if phase is None and body["metadata"]["name"] == name:
             continue   # created, its status not written (an outage between): write it below
         if (phase or inc.DETECTED) in inc.OPEN_PHASES:
-            return body["metadata"]["name"]
+            return Opened(body["metadata"]["name"])
     mode = mode_of(ctx, policy)
     looked = await _silences(ctx, resolved, target, state) if mode == "enforce" else None
     if looked is not None and looked.silence is not None:
@@ -474,8 +521,9 @@ async def open_incident(ctx: Context, resolved: Resolved, target: Target, state:
     try:
         await ctx.kube.create("Incident", namespace, body)
         metrics.INCIDENTS_OPENED.labels(runbook=runbook.id, mode=mode).inc()
+        created = True
     except Conflict:
-        pass   # opened already (by a round before a restart): it is the same incident
+        created = False   # opened already (by a round before a restart): the same incident
     status = inc.opened(
         now=now, mode=mode, slo=runbook.recovery.slo, reason=reason,
         evidence=tuple(inc.Evidence(c.condition, str(c.outcome), c.message[:1000], c.at, c.value)
@@ -488,11 +536,34 @@ async def open_incident(ctx: Context, resolved: Resolved, target: Target, state:
         to_revision=to_revision, to_replica_set=to_replica_set))
     if state.released_at is not None:
         metrics.TIME_TO_DETECT.labels(runbook=runbook.id).observe(max(0.0, now - state.released_at))
-    current = await ctx.kube.get("Incident", namespace, name)
-    if not (current or {}).get("status"):
+    wrote = created or not ((await ctx.kube.get("Incident", namespace, name)) or {}).get(
+        "status")
+    if wrote:
         await ctx.kube.patch_status("Incident", namespace, name, to_dict(status))
     log.info("opened incident %s/%s: %s", namespace, name, reason)
-    return name
+    return Opened(name, plan=status.rollback, incidents=everyone,
+                  restores=wrote and mode == "enforce" and rollback.restores_at_trigger(runbook))
+
+
+async def target_incidents(ctx: Context, namespace: str, deployment: str) -> list[dict]:
+    """The target's Incidents under every policy (this policy's open one, and the rollbacks
+    its limits count): from the watch cache when there is one (compact copies)."""
+    if ctx.cache is None or not ctx.cache.has("incidents"):
+        return await ctx.kube.list("Incident", namespace,
+                                   label_selector=f"{LABEL_TARGET}={deployment}")
+    return [b for b in ctx.cache.store("incidents").items(namespace)
+            if (b["metadata"].get("labels") or {}).get(LABEL_TARGET) == deployment]
+
+
+@dataclass(frozen=True)
+class Opened:
+    """The policy's open Incident of a target. `restores`: this pass opened it (wrote its
+    status), in enforce mode, and its steps would roll back at once
+    (rollback.restores_at_trigger)."""
+    name: str
+    plan: inc.RollbackRecord | None = None
+    incidents: list[dict] = field(default_factory=list)   # the target's, when it was opened
+    restores: bool = False
 
 
 async def _silences(ctx: Context, resolved: Resolved, target: Target,

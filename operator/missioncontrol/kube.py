@@ -66,7 +66,11 @@ class Conflict(ApiException):
     """409: another writer got there first (a stale resourceVersion, or the name is taken)."""
 
 
-TYPED = {404: NotFound, 409: Conflict}
+class Invalid(ApiException):
+    """422: the request was refused as invalid (a JSON patch whose `test` failed among them)."""
+
+
+TYPED = {404: NotFound, 409: Conflict, 422: Invalid}
 
 
 def typed(exc: ApiException) -> ApiException:

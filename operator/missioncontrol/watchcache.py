@@ -95,6 +95,18 @@ def compact_namespace(body: dict) -> dict:
     return {"metadata": _meta(body, labels=True)}
 
 
+def compact_incident(body: dict) -> dict:
+    """What opening an incident reads of the others of its target: its labels and phase, and
+    its rollback steps (the policy's limits count them: actions/rollback.limit_reason)."""
+    status = body.get("status") or {}
+    kept: dict = {k: status[k] for k in ("phase",) if k in status}
+    rollbacks = [{k: s[k] for k in ("id", "action", "state", "finishedAt", "changes") if k in s}
+                 for s in status.get("steps") or [] if s.get("action") == "rollback"]
+    if rollbacks:
+        kept["steps"] = rollbacks
+    return {"metadata": _meta(body, labels=True), "status": kept}
+
+
 def whole(body: dict) -> dict:
     return body
 
@@ -125,6 +137,7 @@ RESOURCES = (
     Resource("events", lambda k: (k.core.list_event_for_all_namespaces, ()),
              lambda k, ns: (k.core.list_namespaced_event, (ns,)), compact_event,
              field_selector="reason=Unhealthy"),
+    Resource("incidents", *_custom("incidents"), compact_incident),
     Resource("runbooks", *_custom("runbooks"), whole),
     Resource("serviceownerships", *_custom("serviceownerships"), whole),
 )

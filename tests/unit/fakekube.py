@@ -15,7 +15,7 @@ import itertools
 from collections.abc import Callable
 from typing import Any
 
-from missioncontrol.kube import ApiException, Conflict, Health, NotFound
+from missioncontrol.kube import Conflict, Health, Invalid, NotFound
 
 OPERATOR = "missioncontrol"   # the field manager of the operator's own writes
 PLURAL_KINDS = {"runbooks": "Runbook", "incidentpolicies": "IncidentPolicy",
@@ -266,7 +266,7 @@ def json_patch(target: dict, ops: list[dict]) -> dict:
         elif op["op"] == "remove":
             node.pop(last)
         elif op["op"] == "test" and node.get(last) != op["value"]:
-            raise ApiException(status=422, reason="Invalid: the test operation failed")
+            raise Invalid(status=422, reason="Invalid: the test operation failed")
     return out
 
 

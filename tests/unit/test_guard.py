@@ -31,7 +31,10 @@ class FakeKube:
         listing = lambda kind: lambda *_, **__: {"items": copy.deepcopy(objects[kind])}  # noqa: E731
         self.apps = SimpleNamespace(list_namespaced_deployment=listing("deployments"),
                                     list_namespaced_replica_set=listing("replicasets"),
-                                    patch_namespaced_deployment=lambda *_: None)
+                                    patch_namespaced_deployment=lambda *_: None,
+                                    read_namespaced_replica_set=lambda name, _: {
+                                        "metadata": {"name": name},
+                                        "spec": {"template": {"spec": {}}}})
         self.core = SimpleNamespace(list_namespaced_pod=listing("pods"),
                                     list_namespaced_event=listing("events"),
                                     read_namespace=lambda name: {"metadata": {"name": name}})

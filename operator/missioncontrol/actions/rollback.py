@@ -6,8 +6,8 @@ from __future__ import annotations
 from .. import labels, podtemplate, timeutil
 from ..durations import format as dur
 from ..incident import SUCCEEDED, Change, IncidentStatus, StepRecord
-from ..kube import Kube, NotFound
-from ..model import Policy, Rollback, Step
+from ..kube import Conflict, Invalid, Kube, NotFound
+from ..model import Policy, Rollback, Runbook, Step
 from .base import Action, StepContext, StepResult
 
 CAUSE = "kubernetes.io/change-cause"
@@ -41,6 +41,13 @@ async def rollback(ctx: StepContext, step: Step) -> StepResult:
                     f"revision {plan.from_revision} ({plan.from_replica_set})",
                     f"revision {plan.to_revision} ({plan.to_replica_set})", namespace)
     if podtemplate.fingerprint(dep["spec"]["template"]) == podtemplate.fingerprint(wanted):
+        if (dep["metadata"].get("annotations") or {}).get(CAUSE) == cause(ctx.name):
+            # Ours: restored when the trigger fired (restore_at_trigger), or by this step
+            # before a restart cut its record short.
+            return StepResult.ok(
+                f"rolled {name} back from revision {plan.from_revision} to revision "
+                f"{plan.to_revision} ({plan.to_replica_set}) when the trigger fired",
+                changes=(change,))
         return StepResult.ok(f"{name} already runs the healthy template of "
                              f"{plan.to_replica_set}", changes=(change,))
     blocked = await over_limits(ctx.kube, ctx.policy, namespace, name, ctx.name, ctx.clock())
@@ -53,7 +60,7 @@ async def rollback(ctx: StepContext, step: Step) -> StepResult:
         {"op": "replace", "path": "/spec/template", "value": wanted},
         {"op": "add", "path": "/metadata/annotations", "value": {
             **(dep["metadata"].get("annotations") or {}),
-            CAUSE: f"missioncontrol: rollback by incident {ctx.name}"}},
+            CAUSE: cause(ctx.name)}},
     ]
     await ctx.kube.call(ctx.kube.apps.patch_namespaced_deployment, name, namespace, patch)
     return StepResult.ok(
@@ -68,9 +75,16 @@ async def over_limits(kube: Kube, policy: Policy | None, namespace: str, name: s
     so a restart or a new leader counts the same."""
     if policy is None:
         return None
+    return limit_reason(policy, await kube.list("Incident", namespace,
+                                                label_selector=f"{labels.TARGET}={name}"),
+                        name=name, incident=incident, now=now)
+
+
+def limit_reason(policy: Policy, incidents: list[dict], *, name: str, incident: str,
+                 now: float) -> str | None:
+    """over_limits, over the target's Incidents already read (pure)."""
     times = []
-    for body in await kube.list("Incident", namespace,
-                                label_selector=f"{labels.TARGET}={name}"):
+    for body in incidents:
         if body["metadata"]["name"] == incident:
             continue
         for step in (body.get("status") or {}).get("steps") or []:
@@ -88,6 +102,55 @@ async def over_limits(kube: Kube, policy: Policy | None, namespace: str, name: s
         return (f"cooldown: {name} was rolled back {now - max(recent):.0f}s ago "
                 f"(cooldown {policy.limits.cooldown / 60:g}m); not rolling back again")
     return None
+
+
+def cause(incident: str) -> str:
+    """The change-cause our rollback leaves on the Deployment (`kubectl rollout history`)."""
+    return f"missioncontrol: rollback by incident {incident}"
+
+
+def restores_at_trigger(runbook: Runbook) -> bool:
+    """Whether the incident's steps would roll back at once, by themselves: automatic
+    rollback is on, and neither the first rollback step nor any step before it waits for a
+    person's approval. Then the guard restores the template the moment the trigger fires
+    (restore_at_trigger), and the step finds it done and records it."""
+    if not runbook.automation.automatic_rollback:
+        return False
+    for step in runbook.steps:
+        if step.approval is not None:
+            return False
+        if step.action == "rollback":
+            return True
+    return False
+
+
+async def healthy_template(kube: Kube, namespace: str, replica_set: str) -> dict | None:
+    """The pod template of the ReplicaSet to roll back to, as a Deployment's (None: gone)."""
+    try:
+        rs = await kube.json(kube.apps.read_namespaced_replica_set, replica_set, namespace)
+    except NotFound:
+        return None
+    return podtemplate.strip(rs["spec"]["template"])
+
+
+async def restore_at_trigger(kube: Kube, *, incident: str, deployment: dict,
+                             template: dict) -> bool:
+    """Put the healthy template back the moment the trigger fires, as the incident's rollback
+    step would: one JSON patch that applies only to the generation the guard decided on (its
+    `test`), so a release or an edit made since leaves the Deployment alone and the step
+    decides as always. The caller has checked the policy's limits (limit_reason). False when
+    not done: the step then decides, and says why."""
+    meta = deployment["metadata"]
+    try:
+        await kube.call(kube.apps.patch_namespaced_deployment, meta["name"], meta["namespace"], [
+            {"op": "test", "path": "/metadata/generation", "value": meta.get("generation")},
+            {"op": "replace", "path": "/spec/template", "value": template},
+            {"op": "add", "path": "/metadata/annotations/" + CAUSE.replace("/", "~1"),
+             "value": cause(incident)},
+        ])
+    except (NotFound, Conflict, Invalid):   # gone, or changed since: the step decides
+        return False
+    return True
 
 
 class RollbackAction(Action):
