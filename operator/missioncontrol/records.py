@@ -18,26 +18,32 @@ def stamp(default: Any = None) -> Any:
     return dataclasses.field(default=default, metadata={"time": True})
 
 
+@functools.cache
 def _camel(name: str) -> str:
     head, *rest = name.rstrip("_").split("_")
     return head + "".join(part.title() for part in rest)
 
 
+@functools.cache
+def _fields(cls: type) -> tuple[tuple[str, str, bool], ...]:
+    """(name, camelCase key, is a time) of each field: worked out once per class (a guard pass
+    converts every target's state, so this is the hot path of an idle fleet)."""
+    return tuple((f.name, _camel(f.name), bool(f.metadata.get("time")))
+                 for f in dataclasses.fields(cls))
+
+
 def to_dict(obj: Any, *, nulls: bool = False) -> Any:
     """`nulls=True` writes None as null in objects (not in lists): a JSON merge patch then
     removes the field, where leaving it out would keep the old value."""
-    if dataclasses.is_dataclass(obj):
+    if hasattr(type(obj), "__dataclass_fields__"):
         out = {}
-        for f in dataclasses.fields(obj):
-            value = getattr(obj, f.name)
+        for name, key, is_time in _fields(type(obj)):
+            value = getattr(obj, name)
             if value is None:
                 if nulls:
-                    out[_camel(f.name)] = None
+                    out[key] = None
                 continue
-            if f.metadata.get("time"):
-                out[_camel(f.name)] = timeutil.iso_precise(value)
-            else:
-                out[_camel(f.name)] = to_dict(value, nulls=nulls)
+            out[key] = timeutil.iso_precise(value) if is_time else to_dict(value, nulls=nulls)
         return out
     if isinstance(obj, list | tuple):
         return [to_dict(v) for v in obj]
@@ -59,17 +65,24 @@ def _strip_optional(tp: Any) -> Any:
     return tp
 
 
-def _convert(tp: Any, value: Any) -> Any:
+@functools.cache
+def _shape(tp: Any) -> tuple[Any, Any, tuple, bool]:
+    """A field's type as _convert reads it, once per type: (the type without Optional, its
+    origin, its arguments, whether it is a dataclass)."""
     tp = _strip_optional(tp)
-    origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp) and isinstance(value, dict):
+    return tp, typing.get_origin(tp), typing.get_args(tp), dataclasses.is_dataclass(tp)
+
+
+def _convert(tp: Any, value: Any) -> Any:
+    tp, origin, args, is_dataclass = _shape(tp)
+    if is_dataclass and isinstance(value, dict):
         return from_dict(tp, value)
     if origin in (list, tuple) and isinstance(value, list):
-        (item,) = typing.get_args(tp)[:1] or (Any,)
+        (item,) = args[:1] or (Any,)
         converted = [_convert(item, v) for v in value]
         return converted if origin is list else tuple(converted)
     if origin is dict and isinstance(value, dict):
-        _, item = typing.get_args(tp)
+        _, item = args
         return {k: _convert(item, v) for k, v in value.items()}
     if tp is float and isinstance(value, int | float | str):
         return float(value)
@@ -82,13 +95,9 @@ def from_dict(cls: type, data: dict | None) -> Any:
     data = data or {}
     hints = _hints(cls)
     kwargs = {}
-    for f in dataclasses.fields(cls):
-        key = _camel(f.name)
-        if key not in data or data[key] is None:
+    for name, key, is_time in _fields(cls):
+        value = data.get(key)
+        if value is None:
             continue
-        value = data[key]
-        if f.metadata.get("time"):
-            kwargs[f.name] = timeutil.parse(value)
-        else:
-            kwargs[f.name] = _convert(hints[f.name], value)
+        kwargs[name] = timeutil.parse(value) if is_time else _convert(hints[name], value)
     return cls(**kwargs)
