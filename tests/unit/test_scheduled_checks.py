@@ -100,6 +100,26 @@ def test_the_first_plan_is_the_baseline_and_a_seq_scan_later_is_a_finding_told_o
     assert [r for _, r, _ in schedule.events(again, fixed)] == ["PlanCheckCleared"] * 2
 
 
+def test_a_statement_out_of_a_runs_top_keeps_its_finding_and_is_not_told_again():
+    """The top statements by time move with the traffic: one that drops out of a run was not
+    looked at, so its finding stays (not cleared, then told again when it is back)."""
+    first = run(schedule.ChecksStatus(), seen(INDEXED), T0)
+    regressed = run(first, seen(SEQUENTIAL, REC), T0 + 3600)
+    other = schedule.Observation((schedule.Watched("8", "SELECT 1 FROM customers", INDEXED),),
+                                 SIZES, ())
+    away = run(regressed, other, T0 + 7200)
+    assert [(f.check, f.queryid) for f in away.findings] == [
+        ("QueryPlanDiff", "7"), ("IndexRecommendations", "7")]
+    assert schedule.events(regressed, away) == []
+    back = run(away, seen(SEQUENTIAL, REC), T0 + 10800)
+    assert schedule.events(away, back) == []
+    assert [f.since for f in back.findings] == [T0 + 3600, T0 + 3600]
+    # Looked at again and fixed: cleared, once.
+    fixed = run(back, seen(INDEXED), T0 + 14400)
+    assert fixed.findings == ()
+    assert [r for _, r, _ in schedule.events(back, fixed)] == ["PlanCheckCleared"] * 2
+
+
 def test_an_unconfirmed_index_and_a_cheap_change_are_no_findings():
     base = run(schedule.ChecksStatus(), seen(INDEXED), T0)
     unused = replace(REC, cost_after=13649.47, used=False)

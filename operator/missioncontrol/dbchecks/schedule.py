@@ -130,14 +130,20 @@ def judged(state: ChecksStatus, ran: tuple[ScheduledCheck, ...], seen: Observati
                     rec.describe()[:MESSAGE_CHARS], now, cost_before=rec.cost_before,
                     cost_after=rec.cost_after, ddl=rec.proposal.ddl))
     found = [replace(f, since=old[_key(f)].since) if _key(f) in old else f for f in found]
-    kept = [f for f in state.findings if f.check not in kinds]
     # The statements watched now first, then the others most recent first: the cap drops
     # the statements longest out of sight.
     watched = [w.queryid for w in seen.watched]
     rest = sorted((b for q, b in baselines.items() if q not in watched),
                   key=lambda b: -(b.at or 0.0))
-    kept_baselines = tuple([baselines[q] for q in dict.fromkeys(watched)] + rest)
-    state = replace(state, baselines=kept_baselines[:MAX_STATEMENTS],
+    kept_baselines = tuple([baselines[q] for q in dict.fromkeys(watched)] +
+                           rest)[:MAX_STATEMENTS]
+    # A statement out of this run's top (its time share moved) was not looked at: its
+    # findings stay while its baseline does, so it is not cleared and told again each time it
+    # comes back. A check that did not run keeps all of its own.
+    known = {b.queryid for b in kept_baselines}
+    kept = [f for f in state.findings if f.check not in kinds
+            or (f.queryid not in watched and f.queryid in known)]
+    state = replace(state, baselines=kept_baselines,
                     findings=tuple((kept + found)[:MAX_FINDINGS]))
     return _ran(state, ran, now=now, database=database, error=None,
                 statements=len(seen.watched))
