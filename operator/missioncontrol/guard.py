@@ -42,6 +42,7 @@ LABEL_POLICY = labels.POLICY
 LABEL_TARGET = labels.TARGET
 LABEL_RUNBOOK = labels.RUNBOOK
 POLICY_NAMESPACE = labels.POLICY_NAMESPACE
+PARSED_KEPT = 1024       # parsed versions kept (policies, and runbooks as each policy runs them)
 LAST_HEALTHY = labels.LAST_HEALTHY
 
 
@@ -59,6 +60,8 @@ class Context:
     alertmanager_url: str | None = None    # --alertmanager-url: for policies' silences
     # What the guard reads of the cluster, kept from watches (None: read it live each pass).
     cache: WatchCache | None = None
+    # Policies and runbooks as parsed, by version (parsed()): a pass parses what changed.
+    parsed: dict[tuple, object] = field(default_factory=dict)
 
 
 @dataclass
@@ -90,7 +93,8 @@ async def resolve(ctx: Context, body: dict) -> Resolved | Readiness:
     """Parse the policy and follow its references; say precisely what is wrong if any.
     A policy that is not Ready guards nothing: nothing is ever done on a guess."""
     try:
-        policy = Policy.parse(body)
+        policy = parsed(ctx, _version("IncidentPolicy", body, "generation"),
+                        lambda: Policy.parse(body))
     except SelectorError as exc:
         return Readiness(False, "InvalidSelector", f"{exc}: the API server cannot select with "
                                                    f"it, so nothing is guarded; fix the selector")
@@ -102,7 +106,8 @@ async def resolve(ctx: Context, body: dict) -> Resolved | Readiness:
                          f"Runbook {policy.namespace}/{policy.runbook} does not exist: "
                          f"apply it, or fix spec.runbookRef.name")
     try:
-        runbook = effective_runbook(Runbook.parse(runbook_body), policy)
+        runbook = parsed(ctx, _version("Runbook", runbook_body, "resourceVersion", policy=body),
+                         lambda: effective_runbook(Runbook.parse(runbook_body), policy))
     except ModelError as exc:
         return Readiness(False, "RunbookInvalid", f"{policy.runbook}: {exc}")
     problem = templates.first_problem(runbook.templated())
@@ -144,6 +149,33 @@ async def resolve(ctx: Context, body: dict) -> Resolved | Readiness:
                              f"ServiceOwnership {ownership.name} names nobody for "
                              f"{'it' if len(missing) == 1 else 'them'}")
     return Resolved(policy, runbook, ownership)
+
+
+def parsed(ctx: Context, key: tuple | None, parse: Callable[[], object]) -> object:
+    """What `parse` makes of an object, made once per version of it (`key`; None: parse each
+    time). A parse that raises is not kept: the same error comes back next pass."""
+    if key is None:
+        return parse()
+    found = ctx.parsed.get(key)
+    if found is None:
+        if len(ctx.parsed) >= PARSED_KEPT:
+            ctx.parsed.clear()   # versions long gone: start again
+        found = ctx.parsed[key] = parse()
+    return found
+
+
+def _version(kind: str, body: dict, field_name: str, *, policy: dict | None = None
+             ) -> tuple | None:
+    """A version key: the object's uid and `field_name` (a policy's generation moves with its
+    spec; a Runbook's resourceVersion with anything), and the policy's for a runbook as the
+    policy runs it."""
+    meta = body.get("metadata") or {}
+    if not meta.get("uid") or meta.get(field_name) is None:
+        return None
+    under = None if policy is None else _version("IncidentPolicy", policy, "generation")
+    if policy is not None and under is None:
+        return None
+    return (kind, meta["uid"], meta[field_name], under)
 
 
 async def read(ctx: Context, kind: str, namespace: str, name: str) -> dict | None:
