@@ -137,7 +137,9 @@ def test_escalation_fires_on_time_and_never_after_mitigation(rb001, cluster, rec
 
 
 def test_acknowledgement_stops_re_paging(rb001, cluster, receiver, env):
-    setup(cluster, receiver, repage_after="2s",
+    # repageAfter leaves the test the time to acknowledge after the first page arrives (a
+    # kubectl run, the operator's next round): at 2 s, a loaded machine re-paged first.
+    setup(cluster, receiver, repage_after="5s",
           rules=[{"after": "20m", "page": ["incident-commander"]}])
     rb001.start_operator()
     name = never_healthy(cluster)
